@@ -1,0 +1,147 @@
+"""The lecture audit: one executable check per claim of the slides.
+
+Each module in this package registers claims with :func:`claim`; ``python -m lecture6.audit`` imports
+them all, runs every check, prints one row per claim (section, claim, how it was checked, max error,
+PASS/FAIL) and exits non-zero if any row fails. A check that raises is a FAIL row with the error,
+never a crash of the whole audit.
+
+To add rows, add a module here with ``ORDER = <int>`` (its place in the lecture) and functions
+decorated with ``@claim(section, text, method)`` that return a :class:`Check`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import sys
+import time
+import traceback
+from typing import Callable
+
+import jax
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """What a claim's check found: the largest error seen, whether it passed, and a short note."""
+
+    max_error: float | None
+    passed: bool
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    section: str
+    text: str
+    method: str
+    run: Callable[[], Check]
+    order: tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    section: str
+    claim: str
+    method: str
+    max_error: float | None
+    passed: bool
+    note: str
+    seconds: float
+
+
+_REGISTRY: list[Claim] = []
+
+
+def claim(section: str, text: str, method: str):
+    """Register the decorated zero-argument function as the check of one claim of the slides."""
+
+    def register(fn: Callable[[], Check]) -> Callable[[], Check]:
+        module = sys.modules[fn.__module__]
+        order = (getattr(module, "ORDER", 1000), len(_REGISTRY))
+        _REGISTRY.append(Claim(section, text, method, fn, order))
+        return fn
+
+    return register
+
+
+def _load_all() -> None:
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def claims() -> list[Claim]:
+    """Every registered claim, in lecture order."""
+    _load_all()
+    return sorted(_REGISTRY, key=lambda c: c.order)
+
+
+def run_claim(c: Claim) -> Row:
+    start = time.perf_counter()
+    try:
+        result = c.run()
+    except Exception as exc:  # a broken check is a FAIL row, not a crash of the audit
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        result = Check(None, False, f"check raised {tb}")
+    return Row(c.section, c.text, c.method, result.max_error, bool(result.passed), result.note,
+               time.perf_counter() - start)
+
+
+def run(select: str | None = None) -> list[Row]:
+    """Run every claim (or those whose section or text contains ``select``) and return the rows."""
+    chosen = [c for c in claims()
+              if select is None or select.lower() in (c.section + " " + c.text).lower()]
+    return [run_claim(c) for c in chosen]
+
+
+def _fmt_err(e: float | None) -> str:
+    return "-" if e is None else f"{e:.1e}"
+
+
+def format_rows(rows: list[Row], width: int = 120) -> str:
+    """A plain-text table, one claim per row; notes on an indented line below their row."""
+    lines = []
+    section = None
+    for r in rows:
+        if r.section != section:
+            section = r.section
+            lines.append("")
+            lines.append(f"== {section} ==")
+        status = "PASS" if r.passed else "FAIL"
+        lines.append(f"  {status}  {_fmt_err(r.max_error):>8}  {r.claim}")
+        lines.append(f"{'':16}checked: {r.method}")
+        if r.note:
+            lines.append(f"{'':16}note: {r.note}")
+    n_fail = sum(not r.passed for r in rows)
+    lines.append("")
+    lines.append(f"{len(rows) - n_fail} passed, {n_fail} failed"
+                 f"  ({len(rows)} claims, max error is the largest deviation seen)")
+    return "\n".join(lines)
+
+
+def format_markdown(rows: list[Row]) -> str:
+    """The audit as a Markdown table (for the README)."""
+    out = ["| section | claim | checked by | max error | result |", "|---|---|---|---|---|"]
+    for r in rows:
+        claim_text = r.claim + (f" *({r.note})*" if r.note else "")
+        out.append(f"| {r.section} | {claim_text} | {r.method} | {_fmt_err(r.max_error)} | "
+                   f"{'PASS' if r.passed else 'FAIL'} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lecture6.audit", description=__doc__.split("\n")[0])
+    parser.add_argument("-k", "--select", help="only claims whose section or text contains this")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead")
+    args = parser.parse_args(argv)
+    jax.config.update("jax_enable_x64", True)
+    rows = run(args.select)
+    if not rows:
+        print(f"no claim matches {args.select!r}", file=sys.stderr)
+        return 2
+    print(format_markdown(rows) if args.markdown else format_rows(rows))
+    return 0 if all(r.passed for r in rows) else 1

@@ -1,0 +1,5 @@
+import sys
+
+from lecture6.audit import main
+
+sys.exit(main())
