@@ -17,7 +17,7 @@ import pkgutil
 import sys
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 

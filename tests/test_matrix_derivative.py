@@ -1,0 +1,59 @@
+"""Vectorizing a matrix (with the slide's erratum) and grad_W J = p x^T."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lecture6 import matrix_derivative as md
+from lecture6.jacobian import assert_jacobian, check_jacobian
+
+
+def test_corrected_2x2_vectorized_jacobian_passes(rng):
+    for _ in range(4):
+        x, W = jnp.asarray(rng.normal(size=2)), jnp.asarray(rng.normal(size=(2, 2)))
+        assert_jacobian(lambda M: md.linear_map(M, x), W, lambda M: md.dz_dvecW_2x2(x))
+
+
+def test_slide_erratum_second_row_x3_x4_fails_the_check(rng):
+    """The slide prints d f / d vec[W] = [[x1, x2, 0, 0], [0, 0, x3, x4]]; row 2 must be [0, 0, x1, x2]."""
+    x, W = jnp.array([0.7, -1.2]), jnp.asarray(rng.normal(size=(2, 2)))
+    for x3, x4 in [(0.0, 0.0), (1.0, 1.0), tuple(rng.normal(size=2))]:
+        res = check_jacobian(lambda M: md.linear_map(M, x), W, lambda M: md.slide_dz_dvecW_2x2(x, x3, x4))
+        assert not res.ok
+        assert res.worst[0] == 1 and res.worst[1] in (2, 3)  # the wrong entries are in row 2
+    # the slide's matrix is right only if x3 = x1 and x4 = x2, i.e. when it *is* the corrected one
+    assert check_jacobian(lambda M: md.linear_map(M, x), W,
+                          lambda M: md.slide_dz_dvecW_2x2(x, x[0], x[1])).ok
+
+
+@pytest.mark.parametrize("n,m", [(1, 1), (1, 4), (3, 2), (5, 3)])
+def test_dz_dvecW_is_block_diagonal_with_x_transposed(n, m, rng):
+    x, W = jnp.asarray(rng.normal(size=m)), jnp.asarray(rng.normal(size=(n, m)))
+    res = assert_jacobian(lambda M: md.linear_map(M, x), W, lambda M: md.dz_dvecW(x, n))
+    J = md.dz_dvecW(x, n)
+    assert J.shape == (n, n * m)
+    for i in range(n):
+        np.testing.assert_array_equal(J[i, i * m:(i + 1) * m], x)
+    assert res.jacobians["fd"].shape == (n, n * m)
+
+
+@pytest.mark.parametrize("n,m", [(2, 2), (3, 5), (4, 1)])
+def test_grad_W_is_p_x_transposed(n, m, rng):
+    t = jnp.asarray(rng.normal(size=n))
+
+    def J(z):
+        return 0.5 * jnp.sum((jnp.tanh(z) - t) ** 2)
+
+    x, W = jnp.asarray(rng.normal(size=m)), jnp.asarray(rng.normal(size=(n, m)))
+    p = jax.grad(J)(W @ x)
+    auto = jax.grad(lambda M: J(M @ x))(W)
+    np.testing.assert_allclose(md.grad_W(p, x), auto, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(md.grad_W_via_chain(p, x), auto, rtol=1e-12, atol=1e-14)
+    # and against finite differences, through the checker (scalar J: gradient in W's shape)
+    assert_jacobian(lambda M: J(M @ x), W, lambda M: md.grad_W(jax.grad(J)(M @ x), x))
+    # x p^T (the transposed outer product) is wrong unless n == m and it happens to be symmetric
+    if n != m:
+        assert jnp.outer(x, p).shape != auto.shape
+    else:
+        assert not np.allclose(jnp.outer(x, p), auto)
