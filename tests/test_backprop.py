@@ -137,7 +137,7 @@ def test_intermediate_gradients_match_vjp(seed, activation, loss):
         np.testing.assert_allclose(layer["b"], jnp.sum(g, axis=0), rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize(("seed", "depth", "activation", "loss"), [(21, 1, "relu", "mse"), (23, 3, "sigmoid", "softmax_ce")])
+@pytest.mark.parametrize(("seed", "depth", "activation", "loss"), [(21, 1, "relu", "mse"), (23, 2, "sigmoid", "softmax_ce")])
 def test_jacobian_chain_route_matches_backprop_and_autodiff(seed, depth, activation, loss):
     params, X, Y = make_problem(seed, depth=depth, activation=activation, loss=loss, n=3)
     chained = bp.jacobian_chain_grads(params, X, Y, activation=activation, loss=loss, l2=0.2)
