@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_jacobian.py [--repeats 20]
 
 f(x) = tanh(A x) with A of shape (n_out, n_in); the hand Jacobian is diag(1 - tanh(Ax)^2) A.
-Everything is jitted and warmed up; times are the best of ``--repeats`` rounds of 10 calls (interleaved; the minimum is the least load-sensitive statistic). Ratios are against the
-better of jacfwd/jacrev measured in the same run: ``auto`` should be within 1.2x of it.
+Everything is jitted and warmed up; times are the best of ``--repeats`` rounds of 10 calls, interleaved
+(the minimum is the least load-sensitive statistic). Ratios are against the better of jacfwd/jacrev
+measured in the same run: ``auto`` should be within 1.2x of it.
 """
 
 from __future__ import annotations
