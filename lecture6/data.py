@@ -48,7 +48,7 @@ def train_test_split(key, X, y=None, *, test_fraction: float = 0.2):
     n = X.shape[0]
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     if n_test < 1 or n_test >= n:
         raise ValueError(f"test_fraction={test_fraction} leaves no train or no test rows out of n={n}")
     perm = np.asarray(jax.random.permutation(key, n))

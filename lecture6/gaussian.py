@@ -38,31 +38,49 @@ def _check_shapes(X, mu, Sigma):
         raise ValueError(f"Sigma must have shape ({m}, {m}) to match X {X.shape}, got {Sigma.shape}")
 
 
-def _cholesky(Sigma):
-    L = jnp.linalg.cholesky(Sigma)
-    if not _is_traced(L) and not bool(jnp.all(jnp.isfinite(L))):
-        eig_min = float(jnp.linalg.eigvalsh(Sigma)[0])
+def _raise_if_not_pd(ok, Sigma) -> None:
+    if not _is_traced(ok) and not bool(ok):
+        eig_min = float(np.linalg.eigvalsh(np.asarray(Sigma))[0])
         raise ValueError(f"Sigma is not positive definite (smallest eigenvalue {eig_min:.3g})")
-    return L
+
+
+@jax.jit
+def _logpdf(X, mu, Sigma):
+    m = X.shape[1]
+    L = jnp.linalg.cholesky(Sigma)  # NaN when Sigma is not positive definite
+    # Sigma = L L^T, so (x-mu)^T Sigma^-1 (x-mu) = |L^-1 (x-mu)|^2 and log det Sigma = 2 sum log L_jj.
+    # (L^-1 is formed once: XLA's CPU triangular solve is slow with n right-hand sides.)
+    L_inv = solve_triangular(L, jnp.eye(m, dtype=L.dtype), lower=True)
+    z = (X - mu[None, :]) @ L_inv.T  # rows L^-1 (x_i - mu), (n, m)
+    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)))
+    out = -0.5 * (m * math.log(2.0 * math.pi) + logdet + jnp.sum(z * z, axis=1))
+    return out, jnp.all(jnp.isfinite(L))
 
 
 def logpdf(X, mu, Sigma):
     """log N(x_i; mu, Sigma) for each row of ``X`` ``(n, m)``; ``mu`` ``(m,)``, ``Sigma`` ``(m, m)`` -> ``(n,)``."""
     X, mu, Sigma = jnp.asarray(X), jnp.asarray(mu), jnp.asarray(Sigma)
     _check_shapes(X, mu, Sigma)
-    m = X.shape[1]
-    L = _cholesky(Sigma)
-    # Sigma = L L^T, so (x-mu)^T Sigma^-1 (x-mu) = |L^-1 (x-mu)|^2 and log det Sigma = 2 sum log L_jj.
-    # (L^-1 is formed once: XLA's CPU triangular solve is slow with n right-hand sides.)
-    L_inv = solve_triangular(L, jnp.eye(m, dtype=L.dtype), lower=True)
-    z = (X - mu[None, :]) @ L_inv.T  # rows L^-1 (x_i - mu), (n, m)
-    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)))
-    return -0.5 * (m * math.log(2.0 * math.pi) + logdet + jnp.sum(z * z, axis=1))
+    out, ok = _logpdf(X, mu, Sigma)
+    _raise_if_not_pd(ok, Sigma)
+    return out
 
 
 def total_log_likelihood(mu, Sigma, X):
     """sum_i log N(x_i; mu, Sigma): params first, data ``X`` ``(n, m)`` last; a scalar."""
     return jnp.sum(logpdf(X, mu, Sigma))
+
+
+@jax.jit
+def _total_log_likelihood_grad(mu, Sigma, X):
+    n = X.shape[0]
+    L = jnp.linalg.cholesky(Sigma)
+    r = X - mu[None, :]
+    g_mu = cho_solve((L, True), jnp.sum(r, axis=0))
+    Sinv = cho_solve((L, True), jnp.eye(Sigma.shape[0], dtype=Sigma.dtype))
+    Sinv_A_Sinv = Sinv @ (r.T @ r) @ Sinv
+    g_Sigma = 0.5 * (Sinv_A_Sinv - n * Sinv)
+    return g_mu, 0.5 * (g_Sigma + g_Sigma.T), jnp.all(jnp.isfinite(L))
 
 
 def total_log_likelihood_grad(mu, Sigma, X):
@@ -74,14 +92,9 @@ def total_log_likelihood_grad(mu, Sigma, X):
     """
     X, mu, Sigma = jnp.asarray(X), jnp.asarray(mu), jnp.asarray(Sigma)
     _check_shapes(X, mu, Sigma)
-    n = X.shape[0]
-    L = _cholesky(Sigma)
-    r = X - mu[None, :]
-    g_mu = cho_solve((L, True), jnp.sum(r, axis=0))
-    Sinv_A = cho_solve((L, True), r.T @ r)  # Sigma^-1 A
-    Sinv = cho_solve((L, True), jnp.eye(Sigma.shape[0], dtype=Sigma.dtype))
-    g_Sigma = 0.5 * (cho_solve((L, True), Sinv_A.T) - n * Sinv)
-    return g_mu, 0.5 * (g_Sigma + g_Sigma.T)
+    g_mu, g_Sigma, ok = _total_log_likelihood_grad(mu, Sigma, X)
+    _raise_if_not_pd(ok, Sigma)
+    return g_mu, g_Sigma
 
 
 def mle(X):

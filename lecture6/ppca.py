@@ -67,7 +67,7 @@ def _is_traced(*xs) -> bool:
 
 def _check_q(q, d: int) -> int:
     if isinstance(q, bool) or not isinstance(q, (int, np.integer)):
-        raise ValueError(f"q must be an integer, got {q!r}")
+        raise TypeError(f"q must be an integer, got {q!r}")
     if not 1 <= q < d:
         raise ValueError(f"q must satisfy 1 <= q < d = {d}, got q={q}")
     return int(q)

@@ -13,8 +13,8 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt  # imported after matplotlib.use("Agg") on purpose
+import numpy as np
 
 
 def _save(fig, path) -> None:
