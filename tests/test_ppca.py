@@ -108,7 +108,7 @@ def test_closed_form_is_a_stationary_point_and_matches_the_eigendecomposition(sy
     X, _ = synthetic
     q = 3
     model = ppca.fit_closed_form(X, q)
-    loss = lambda m: jnp.mean(ppca.log_likelihood(m, jnp.asarray(X)))  # noqa: E731
+    loss = lambda m: jnp.mean(ppca.log_likelihood(m, jnp.asarray(X)))
     grads = jax.grad(loss)(model)
     nudged = PPCA(model.W * 1.05, model.b + 0.05, model.sigma2 * 1.05)
     scale = max(float(jnp.abs(leaf).max()) for leaf in jax.tree_util.tree_leaves(jax.grad(loss)(nudged)))
