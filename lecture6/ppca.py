@@ -41,7 +41,7 @@ import optax
 from jax.scipy.linalg import cho_solve
 
 SIGMA2_FLOOR = 1e-6  # relative to the average per-feature variance; see the module docstring
-_BLOCK_ROWS = 8192  # rows per block when accumulating the covariance (bounded memory, BLAS-sized)
+_BLOCK_ROWS = 2048  # rows per block when accumulating the covariance (bounded memory, BLAS-sized)
 
 
 class PPCA(NamedTuple):
@@ -73,8 +73,9 @@ def _check_q(q, d: int) -> int:
     return int(q)
 
 
-def _check_data(X, q=None, *, name="X") -> np.ndarray:
-    """Host-side validation of a data matrix: 2-D, n >= 2, finite, floating; q in [1, d)."""
+def _check_data(X, q=None, *, name="X", finite=True) -> np.ndarray:
+    """Host-side validation of a data matrix: 2-D, n >= 2, floating, finite (unless the caller checks
+    that itself, see :func:`_moments`); q in [1, d)."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n, d), got ndim={X.ndim} with shape {X.shape}")
@@ -87,7 +88,8 @@ def _check_data(X, q=None, *, name="X") -> np.ndarray:
         X = X.astype(np.float64)
     if q is not None:
         _check_q(q, d)
-    _check_finite(X, name)
+    if finite:
+        _check_finite(X, name)
     return X
 
 
@@ -192,16 +194,23 @@ def log_likelihood_from_moments(model: PPCA, mean, S) -> jax.Array:
 def moments(X) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``(d,)`` and (1/n) covariance ``(d, d)`` of ``X`` ``(n, d)``, in float64.
 
-    Rows are centred block by block before the BLAS ``syrk`` product, so precision does not depend on
-    the size of the mean and no centred copy of the whole data set is made.
+    Rows are centred block by block (into one reused buffer) before the BLAS ``syrk`` product ``Xc^T Xc``,
+    so precision does not depend on the size of the mean and no centred copy of the data is made.
     """
-    X = np.asarray(X)
+    return _moments(_check_data(X, finite=False), "X")
+
+
+def _moments(X: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     n, d = X.shape
     mean = X.mean(axis=0, dtype=np.float64)
+    if not np.all(np.isfinite(mean)):  # NaN/inf anywhere in X reaches the mean: look closer
+        _check_finite(X, name)
     S = np.zeros((d, d))
+    buf = np.empty((min(n, _BLOCK_ROWS), d))
     for start in range(0, n, _BLOCK_ROWS):
-        Xc = X[start:start + _BLOCK_ROWS] - mean[None, :]
-        S += Xc.T @ Xc
+        Xc = buf[:min(_BLOCK_ROWS, n - start)]
+        np.subtract(X[start:start + _BLOCK_ROWS], mean[None, :], out=Xc)
+        S += Xc.T @ Xc  # NumPy calls BLAS syrk for a matrix times its own transpose
     S /= n
     return mean, S
 
@@ -227,8 +236,11 @@ def _closed_form_from_eig(mean, eigvals, eigvecs, q, floor, dtype) -> PPCA:
 
 def spectrum(X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(mean (d,), eigenvalues (d,) descending, eigenvectors (d, d))`` of the (1/n) covariance of X."""
-    X = _check_data(X)
-    mean, S = moments(X)
+    return _spectrum(_check_data(X, finite=False), "X")
+
+
+def _spectrum(X: np.ndarray, name: str):
+    mean, S = _moments(X, name)
     eigvals, eigvecs = np.linalg.eigh(S)
     return mean, eigvals[::-1].copy(), eigvecs[:, ::-1].copy()
 
@@ -240,8 +252,8 @@ def fit_closed_form(X, q: int, *, min_sigma2: float | None = None) -> PPCA:
     U_q the first q eigenvectors: sigma2 = mean(lambda_{q+1..d}), W = U_q (Lambda_q - sigma2 I)^(1/2).
     ``min_sigma2`` (default ``SIGMA2_FLOOR`` x average variance) keeps sigma2 positive for degenerate data.
     """
-    X = _check_data(X, q)
-    mean, eigvals, eigvecs = spectrum(X)
+    X = _check_data(X, q, finite=False)
+    mean, eigvals, eigvecs = _spectrum(X, "X")
     return _closed_form_from_eig(mean, eigvals, eigvecs, q, _min_sigma2(eigvals, min_sigma2), X.dtype)
 
 
@@ -297,10 +309,10 @@ def fit_em(X, q: int, *, key, iters: int = 200, min_sigma2: float | None = None,
     b is the data mean (its MLE, independent of W and sigma2). With ``return_history`` also returns the
     average training log-likelihood after each iteration ``(iters,)``, which never decreases.
     """
-    X = _check_data(X, q)
+    X = _check_data(X, q, finite=False)
     if int(iters) < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
-    mean, S = moments(X)
+    mean, S = _moments(X, "X")
     d = X.shape[1]
     avg_var = float(np.trace(S)) / d
     floor = _min_sigma2(np.diag(S), min_sigma2)
@@ -436,13 +448,13 @@ def heldout_log_likelihood(X_train, X_test, qs, *, min_sigma2: float | None = No
 
     One eigendecomposition of the training covariance serves every q.
     """
-    X_train = _check_data(X_train, name="X_train")
+    X_train = _check_data(X_train, name="X_train", finite=False)
     X_test = _check_data(X_test, name="X_test")
     if X_test.shape[1] != X_train.shape[1]:
         raise ValueError(f"X_test has d={X_test.shape[1]} but X_train has d={X_train.shape[1]}")
     d = X_train.shape[1]
     qs = [_check_q(q, d) for q in qs]
-    mean, eigvals, eigvecs = spectrum(X_train)
+    mean, eigvals, eigvecs = _spectrum(X_train, "X_train")
     floor = _min_sigma2(eigvals, min_sigma2)
     return np.array([float(jnp.mean(log_likelihood(
         _closed_form_from_eig(mean, eigvals, eigvecs, q, floor, X_train.dtype), X_test))) for q in qs])

@@ -61,9 +61,16 @@ def mean_and_directions(b, W, shape, path, *, k: int = 7) -> None:
 
 def spectrum(eigvals, q: int, sigma2: float, path) -> None:
     """Eigenvalues of the sample covariance (log scale), the cut at ``q`` and the fitted ``sigma2``."""
-    lam = np.clip(np.asarray(eigvals), 1e-300, None)
+    lam = np.asarray(eigvals, dtype=np.float64)
+    # Zero-variance directions (constant pixels) would stretch the log axis over hundreds of
+    # decades; draw everything below 1e-8 x the largest eigenvalue at that floor instead.
+    floor = 1e-8 * float(lam[0]) if lam[0] > 0 else 1e-300
+    n_floored = int(np.sum(lam < floor))
+    lam = np.maximum(lam, floor)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     idx = np.arange(1, len(lam) + 1)
+    if n_floored:
+        ax.set_title(f"{n_floored} eigenvalues ~ 0 (constant features) drawn at {floor:.1g}", fontsize=8)
     ax.semilogy(idx[:q], lam[:q], "o-", ms=3, label=f"kept (q={q})")
     ax.semilogy(idx[q:], lam[q:], "o-", ms=3, color="0.6", label="discarded")
     ax.axhline(sigma2, color="C3", ls="--", label=f"sigma2 = {sigma2:.3g} (mean discarded)")
