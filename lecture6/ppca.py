@@ -38,7 +38,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.scipy.linalg import cho_solve
 
 SIGMA2_FLOOR = 1e-6  # relative to the average per-feature variance; see the module docstring
 _BLOCK_ROWS = 2048  # rows per block when accumulating the covariance (bounded memory, BLAS-sized)
@@ -141,9 +140,11 @@ def _log_likelihood(W, b, sigma2, X):
     M = W.T @ W + sigma2 * jnp.eye(q, dtype=dtype)
     L = jnp.linalg.cholesky(M)
     r = X - b[None, :]
-    # XLA's CPU triangular solve is slow with n right-hand sides, so form the q x q inverse once
-    # (M is well conditioned: its eigenvalues are >= sigma2) and use matrix products.
-    A = W @ cho_solve((L, True), jnp.eye(q, dtype=dtype))  # W M^-1, (d, q)
+    # XLA's CPU triangular solve is slow with n right-hand sides, so solve for W M^-1 once (M is
+    # well conditioned: its eigenvalues are >= sigma2) and use matrix products. An LU solve, not
+    # cho_solve: with jaxlib 0.10.2 on CPU, cho_solve's output feeding the large fused (n, d) products
+    # gave wrong results for n >= ~5000 (tests/test_ppca.py::test_log_likelihood_at_scale).
+    A = jnp.linalg.solve(M, W.T).T  # W M^-1, (d, q)
     m = r @ A  # posterior mean M^-1 W^T r, (n, q)
     e = r - m @ W.T  # residual of the posterior-mean reconstruction, (n, d)
     # Woodbury: C^-1 = (I - W M^-1 W^T) / sigma2, and r^T C^-1 r = |e|^2 / sigma2 + |m|^2 exactly.
@@ -180,8 +181,8 @@ def log_likelihood_from_moments(model: PPCA, mean, S) -> jax.Array:
     L = jnp.linalg.cholesky(M)
     r = mean - b
     SW = S @ W
-    trace_CinvS = (jnp.trace(S) - jnp.trace(cho_solve((L, True), W.T @ SW))) / sigma2
-    m = cho_solve((L, True), W.T @ r)
+    trace_CinvS = (jnp.trace(S) - jnp.trace(jnp.linalg.solve(M, W.T @ SW))) / sigma2
+    m = jnp.linalg.solve(M, W.T @ r)
     quad = (r @ r - (W.T @ r) @ m) / sigma2
     logdet = (d - q) * jnp.log(sigma2) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)))
     return -0.5 * (d * math.log(2.0 * math.pi) + logdet + trace_CinvS + quad)
@@ -269,11 +270,11 @@ def em_step(W, sigma2, S):
     """
     d, q = W.shape
     eye = jnp.eye(q, dtype=W.dtype)
-    L = jnp.linalg.cholesky(W.T @ W + sigma2 * eye)
+    M = W.T @ W + sigma2 * eye
     SW = S @ W
-    A = sigma2 * eye + cho_solve((L, True), W.T @ SW)  # sigma2 I + M^-1 W^T S W (not symmetric)
+    A = sigma2 * eye + jnp.linalg.solve(M, W.T @ SW)  # sigma2 I + M^-1 W^T S W (not symmetric)
     W_new = jnp.linalg.solve(A.T, SW.T).T
-    sigma2_new = (jnp.trace(S) - jnp.sum(cho_solve((L, True), SW.T).T * W_new)) / d
+    sigma2_new = (jnp.trace(S) - jnp.sum(jnp.linalg.solve(M, SW.T).T * W_new)) / d
     return W_new, sigma2_new
 
 
@@ -426,8 +427,7 @@ def posterior(model: PPCA, X) -> tuple[jax.Array, jax.Array]:
     X = _as_2d(X, model)
     W, b, sigma2 = model
     q = W.shape[1]
-    L = jnp.linalg.cholesky(W.T @ W + sigma2 * jnp.eye(q, dtype=W.dtype))
-    Minv = cho_solve((L, True), jnp.eye(q, dtype=W.dtype))
+    Minv = jnp.linalg.solve(W.T @ W + sigma2 * jnp.eye(q, dtype=W.dtype), jnp.eye(q, dtype=W.dtype))
     Minv = 0.5 * (Minv + Minv.T)
     mean = (X - b[None, :]) @ (W @ Minv)
     return mean, sigma2 * Minv

@@ -47,6 +47,25 @@ def test_log_likelihood_equals_dense_gaussian(rng, d, q):
     np.testing.assert_allclose(ours, ref, rtol=TOL, atol=TOL)
 
 
+def test_log_likelihood_at_scale(rng):
+    # n = 6000 rows, d = 784: large enough for XLA's CPU backend to fuse the (n, d) products
+    # differently from the small cases above (a cho_solve-based version went wrong here).
+    n, d, q = 6000, 784, 50
+    W = rng.standard_normal((d, q)) * np.linspace(3.0, 0.5, q)[None, :]
+    b, sigma2 = rng.standard_normal(d), 0.1
+    X = rng.standard_normal((n, q)) @ W.T + b[None, :] + np.sqrt(sigma2) * rng.standard_normal((n, d))
+    M = W.T @ W + sigma2 * np.eye(q)
+    r = X - b[None, :]
+    m = r @ np.linalg.solve(M, W.T).T
+    e = r - m @ W.T
+    ref = -0.5 * (d * np.log(2 * np.pi) + (d - q) * np.log(sigma2) + np.linalg.slogdet(M)[1]
+                  + np.sum(e**2, axis=1) / sigma2 + np.sum(m**2, axis=1))
+    model = PPCA(jnp.asarray(W), jnp.asarray(b), jnp.asarray(sigma2))
+    np.testing.assert_allclose(np.asarray(ppca.log_likelihood(model, X)), ref, rtol=TOL)
+    mean, _ = ppca.posterior(model, X)
+    np.testing.assert_allclose(np.asarray(mean), m, rtol=1e-9, atol=1e-9)
+
+
 def test_log_likelihood_float32_is_stable(rng):
     # Data close to a 3-dim subspace with small noise: the naive |r|^2 - r^T W M^-1 W^T r cancels
     # badly in float32 here; the sum-of-squares form must stay at float32 round-off.
