@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m lecture6.audit
+	$(PY) scripts/fit_ppca.py --config configs/ppca.py --config.dataset=digits --config.q=10 --workdir runs/ppca_digits
+	$(PY) scripts/fit_ppca.py --config configs/ppca.py --config.dataset=faces --config.q=10 --config.em_iters=3000 --config.gradient_steps=3000 --workdir runs/ppca_faces
 
 test: $(STAMP)
 	$(PY) -m pytest
