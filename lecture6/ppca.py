@@ -258,6 +258,24 @@ def fit_closed_form(X, q: int, *, min_sigma2: float | None = None) -> PPCA:
     return _closed_form_from_eig(mean, eigvals, eigvecs, q, _min_sigma2(eigvals, min_sigma2), X.dtype)
 
 
+def fit_closed_form_from_moments(mean, S, q: int, *, min_sigma2: float | None = None) -> PPCA:
+    """:func:`fit_closed_form` from the sample mean ``(d,)`` and (1/n) covariance ``(d, d)`` (:func:`moments`).
+
+    The MLE depends on the data only through these moments, and so does the average training
+    log-likelihood (:func:`log_likelihood_from_moments`): one pass over X serves both.
+    """
+    mean, S = np.asarray(mean, dtype=np.float64), np.asarray(S, dtype=np.float64)
+    d = mean.shape[0] if mean.ndim == 1 else -1
+    if mean.ndim != 1 or S.shape != (d, d):
+        raise ValueError(f"mean must be (d,) and S (d, d); got shapes {mean.shape} and {S.shape}")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(S))):
+        raise ValueError("mean or S contains NaN or inf")
+    q = _check_q(q, d)
+    eigvals, eigvecs = np.linalg.eigh(S)
+    eigvals, eigvecs = eigvals[::-1].copy(), eigvecs[:, ::-1].copy()
+    return _closed_form_from_eig(mean, eigvals, eigvecs, q, _min_sigma2(eigvals, min_sigma2), np.float64)
+
+
 # ----------------------------------------------------------------------------------------------------
 # EM
 

@@ -106,6 +106,20 @@ def test_log_likelihood_from_moments_equals_data_average(rng):
                - float(jnp.mean(ppca.log_likelihood(model, X)))) < TOL
 
 
+def test_fit_from_moments_equals_fit_from_data(synthetic):
+    X, _ = synthetic
+    mean, S = ppca.moments(X)
+    a, b = ppca.fit_closed_form(X, 3), ppca.fit_closed_form_from_moments(mean, S, 3)
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"mean must be \(d,\) and S \(d, d\)"):
+        ppca.fit_closed_form_from_moments(mean, S[:-1], 3)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ppca.fit_closed_form_from_moments(mean, S * np.nan, 3)
+    with pytest.raises(ValueError, match="q"):
+        ppca.fit_closed_form_from_moments(mean, S, X.shape[1])
+
+
 def test_log_likelihood_works_under_jit_and_grad(rng):
     model = _random_model(rng, 4, 2)
     X = jnp.asarray(rng.standard_normal((5, 4)))
