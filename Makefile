@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m lecture6.audit
+	$(PY) scripts/train_xor.py --config configs/xor.py --workdir runs/xor
+	$(PY) scripts/train_digits.py --config configs/digits.py --workdir runs/digits
 
 test: $(STAMP)
 	$(PY) -m pytest
