@@ -46,27 +46,26 @@ def test_train_xor_script_writes_a_complete_run(tmp_path):
 
 def test_train_digits_script_reports_test_accuracy(tmp_path):
     workdir = tmp_path / "digits"
-    p = run_script("train_digits.py", "--config.seeds=1", "--config.epochs=2", "--config.width=16",
-                   "--config.batch_size=64", f"--workdir={workdir}")
+    p = run_script("train_digits.py", "--config.seeds=1", "--config.epochs=3", "--config.width=16",
+                   "--config.batch_size=32", f"--workdir={workdir}")
     assert p.returncode == 0, p.stderr
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["n_train"] + summary["n_test"] == 1797
-    assert summary["test_accuracy_mean"] > 0.5  # far above chance (0.1) after two epochs
+    assert summary["test_accuracy_mean"] > 0.5  # far above chance (0.1) after three epochs
     assert {"loss_curves.png", "accuracy.png", "params.npz", "metrics.jsonl"} <= set(os.listdir(workdir))
     assert np.load(workdir / "params.npz")["W2"].shape == (10, 16)
 
 
 def test_xor_study_script_writes_table_and_plot(tmp_path):
     out = tmp_path / "study"
-    p = run_script("xor_study.py", "--seeds=50", "--widths=1,4", "--activations=relu,tanh",
+    p = run_script("xor_study.py", "--seeds=50", "--widths=1", "--activations=relu,tanh",
                    "--config.epochs=300", f"--outdir={out}")
     assert p.returncode == 0, p.stderr
     with open(out / "study.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["activation"], r["width"]) for r in rows] == [("relu", "1"), ("relu", "4"), ("tanh", "1"),
-                                                             ("tanh", "4")]
-    # one hidden unit cannot solve XOR (a single ReLU/tanh ridge gives a monotone function of w.x)
-    assert all(float(r["success_rate"]) == 0.0 for r in rows if r["width"] == "1")
+    assert [(r["activation"], r["width"]) for r in rows] == [("relu", "1"), ("tanh", "1")]
+    # one hidden unit cannot solve XOR: the output is a monotone function of the single w.x
+    assert all(float(r["success_rate"]) == 0.0 and int(r["seeds"]) == 50 for r in rows)
     assert "| width | relu | tanh |" in (out / "study.md").read_text()
     assert (out / "success_vs_width.png").stat().st_size > 0
 
