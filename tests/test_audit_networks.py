@@ -1,0 +1,28 @@
+"""The networks and backprop rows of the lecture audit all pass."""
+
+import pytest
+
+from lecture6 import audit
+
+MODULES = ("lecture6.audit.networks", "lecture6.audit.backprop")
+
+
+def _mine():
+    return [c for c in audit.claims() if c.run.__module__ in MODULES]
+
+
+def test_rows_are_registered_in_lecture_order():
+    claims = _mine()
+    assert len(claims) >= 19
+    sections = [c.section for c in claims]
+    assert sections.index("Activation functions") < sections.index("Computing the gradients")
+    texts = " ".join(c.text for c in claims)
+    for needle in ("Algorithm 6.4", "slide erratum", "POSITIVE", "Jacobian", "f_MSE = 1/8", "nine partials"):
+        assert needle in texts
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_rows_pass(module):
+    rows = [audit.run_claim(c) for c in _mine() if c.run.__module__ == module]
+    failed = [f"{r.claim}: {r.note}" for r in rows if not r.passed]
+    assert rows and not failed, "\n".join(failed)
