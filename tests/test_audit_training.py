@@ -4,7 +4,7 @@ from lecture6.audit import run
 
 
 def test_training_audit_rows_pass():
-    rows = run("Gradient descent: XOR problem") + run("gradient descent never solves XOR")
+    rows = run("trains the 2-2-1 ReLU network to solve XOR") + run("gradient descent never solves XOR")
     assert len(rows) == 2
     for r in rows:
         assert r.passed, (r.claim, r.note)
