@@ -36,8 +36,8 @@ LR = 0.1
 def ours(seeds: int, steps: int, *, layout: str = "auto", grad: str = "autodiff", seed_block: int = 0,
          repeats: int = 3):
     X, y = xor()
-    cfg = dict(seeds=seeds, epochs=steps, log_every=10, lr=LR, layout=layout, grad=grad, dtype="float32",
-               width=2, activation="relu", batch_size=4, seed_block=seed_block)
+    cfg = {"seeds": seeds, "epochs": steps, "log_every": 10, "lr": LR, "layout": layout, "grad": grad, "dtype": "float32",
+               "width": 2, "activation": "relu", "batch_size": 4, "seed_block": seed_block}
     train = make_train(cfg, (X, y))
     key = jax.random.key(0)
     compile_s = train.compile(key)
@@ -74,7 +74,7 @@ def python_loop(seeds: int, steps: int, measured_seeds: int = 3):
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for s in range(measured_seeds):
-        p = jax.tree.map(lambda a: a[s], init)
+        p = jax.tree.map(lambda a, s=s: a[s], init)
         for _ in range(steps):
             p = step(p)
         jax.block_until_ready(p)
@@ -135,7 +135,7 @@ def main():
     ]
     ref = rows[0]["rate"]
     print(f"\n2-2-1 XOR network, float32, full batch, {T} SGD steps per seed\n")
-    print(f"| method | seeds | compile s | run s | seed-steps/s | ours / this | solved |")
+    print("| method | seeds | compile s | run s | seed-steps/s | ours / this | solved |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['name']} | {r['seeds']} | {r['compile_s']:.2f} | {r['run_s']:.3f} | {r['rate']:.3g} | "

@@ -71,7 +71,7 @@ def check_overrides(argv: list[str], default_config: str) -> None:
         sys.exit(f"error: {exc}")
     for a in argv:
         if a.startswith("--config."):
-            name, _, value = a[len("--config."):].partition("=")
+            name, _, _value = a[len("--config."):].partition("=")
             if name.split(".")[0] not in fields:
                 sys.exit(f"error: unknown config field config.{name} (given {a!r}); "
                          f"known fields: {', '.join(sorted(fields))}")
@@ -189,14 +189,13 @@ def run_xor(config, workdir: str, *, log: Callable[[str], None] = print) -> dict
     validate_config(config, extra=SCRIPT_FIELDS)
     X, y = xor()
     progress_every = int(config.get("progress_every", 0) or 0)
-    spec, train, result, timing = _timed_train(config, (X, y), log, progress_every)
+    spec, _train, result, timing = _timed_train(config, (X, y), log, progress_every)
     summary = _common_summary(spec, result, timing)
     with atomic_workdir(workdir) as tmp:
         _json(os.path.join(tmp, "config.json"), _config_dict(config))
         rows = aggregate_history(result)
         with open(os.path.join(tmp, "metrics.jsonl"), "w") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+            f.writelines(json.dumps(r) + "\n" for r in rows)
         best = _best_run(result)
         solved = np.flatnonzero(np.asarray(result.solved))
         title = f"XOR, width {spec.width}, {spec.activation}, {spec.seeds} seeds"
@@ -235,7 +234,7 @@ def run_digits(config, workdir: str, *, log: Callable[[str], None] = print) -> d
     Xtr, Xte, ytr, yte = train_test_split(jax.random.key(spec.seed + 1), X, labels,
                                           test_fraction=test_fraction)
     progress_every = int(config.get("progress_every", 0) or 0)
-    spec, train, result, timing = _timed_train(config, (Xtr, ytr), log, progress_every)
+    spec, _train, result, timing = _timed_train(config, (Xtr, ytr), log, progress_every)
     summary = _common_summary(spec, result, timing)
     # test accuracy of every run, with the library's forward pass
     logits = jax.vmap(lambda p: predict(p, jnp.asarray(Xte, dtype=jnp.dtype(spec.dtype)),
@@ -251,8 +250,7 @@ def run_digits(config, workdir: str, *, log: Callable[[str], None] = print) -> d
         _json(os.path.join(tmp, "config.json"), _config_dict(config))
         rows = aggregate_history(result)
         with open(os.path.join(tmp, "metrics.jsonl"), "w") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+            f.writelines(json.dumps(r) + "\n" for r in rows)
         best = _best_run(result)
         if best is not None:
             np.savez(os.path.join(tmp, "params.npz"), **_best_params(result, best))

@@ -10,11 +10,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from lecture6.activations import get_activation  # noqa: E402
-from lecture6.mlp import predict  # noqa: E402
+from lecture6.activations import get_activation
+from lecture6.mlp import predict
 
 
 def _save(fig, path):
@@ -30,7 +30,7 @@ def loss_curves(rows: list[dict], path, *, title: str = "training loss over seed
     fig, ax = plt.subplots(figsize=(6, 4))
     if rows:
         e = np.array([r["epoch"] for r in rows])
-        get = lambda k: np.array([r[k] for r in rows])  # noqa: E731
+        get = lambda k: np.array([r[k] for r in rows])
         ax.fill_between(e, get("loss_q10"), get("loss_q90"), alpha=0.2, color="C0", label="10-90%")
         ax.fill_between(e, get("loss_q25"), get("loss_q75"), alpha=0.35, color="C0", label="25-75%")
         ax.plot(e, get("loss_median"), color="C0", label="median")

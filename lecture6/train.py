@@ -38,6 +38,7 @@ counted by :func:`diverged_report`, and left out of every aggregate (:func:`aggr
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -50,7 +51,7 @@ import optax
 from lecture6.activations import ACTIVATIONS, get_activation
 from lecture6.backprop import value_and_backprop
 from lecture6.losses import LOSSES, get_loss
-from lecture6.mlp import INITS, forward, init_mlp
+from lecture6.mlp import INITS, forward
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 GRADS = ("autodiff", "hand")
@@ -343,7 +344,7 @@ def init_seeds(key, sizes, seeds: int, *, init: str = "he", scale: float = 1.0, 
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {list(INITS)}")
-    shapes = [(int(o), int(i)) for i, o in zip(sizes[:-1], sizes[1:])]
+    shapes = [(int(o), int(i)) for i, o in itertools.pairwise(sizes)]
     counts = [o * i for o, i in shapes]
     noise = jax.random.normal(key, (seeds, sum(counts)), dtype=dtype)
     params, start = [], 0
@@ -549,7 +550,7 @@ class Train:
                 return (params, opt_state, finite & jnp.isfinite(value)), (value, acc)
 
             def epoch_one(carry, skey, lr_r, epoch):
-                step = lambda c, b: step_one(c, b, lr_r)  # noqa: E731
+                step = lambda c, b: step_one(c, b, lr_r)
                 if self.full_batch:
                     carry, (value, acc) = step(carry, (X, Y))
                     return carry, (value, acc)
@@ -580,7 +581,7 @@ class Train:
                     return chunk_runs(carry, shuffle_keys, lr, epoch0)
 
             carry0 = (params0, opt_state0, jnp.ones((R,), bool))
-            to_params = lambda p: p  # noqa: E731
+            to_params = lambda p: p
         else:
             def step_all(carry, batch):
                 params, opt_state, finite = carry

@@ -41,7 +41,8 @@ def main(argv):
               f"{base['optimizer']} (lr {base['lr']}), init {base['init']} (scale {base['init_scale']}), "
               f"bias init {base['bias_init']}, {_SEEDS.value} seeds per cell; 95% Wilson intervals.")
     paths = write_study(rows, _OUTDIR.value, header=header)
-    print(open(paths["md"]).read())
+    with open(paths["md"]) as f:
+        print(f.read())
     print(f"wrote {', '.join(paths.values())}")
 
 

@@ -20,13 +20,18 @@ XOR = xor()
 
 
 def small(**kw):
-    cfg = dict(seeds=8, epochs=40, log_every=10, lr=0.1, dtype="float64")
+    cfg = {"seeds": 8, "epochs": 40, "log_every": 10, "lr": 0.1, "dtype": "float64"}
     cfg.update(kw)
     return cfg
 
 
 def leaves(params):
     return [np.asarray(a) for a in jax.tree.leaves(params)]
+
+
+def take(tree, i):
+    """Seed ``i`` (or a slice of seeds) of params with a leading seed axis."""
+    return jax.tree.map(lambda a: a[i], tree)
 
 
 def assert_params_close(p, q, tol=TRAJ_TOL):
@@ -64,11 +69,11 @@ def test_sgd_is_the_slides_update_written_out(key):
     X, y = XOR
     grad = jax.jit(jax.grad(lambda p: objective(p, X, y, activation="sigmoid", loss="mse")))
     for s in range(S):
-        p = jax.tree.map(lambda a: a[s], init)
+        p = take(init, s)
         for _ in range(steps):
             g = grad(p)
             p = jax.tree.map(lambda a, b: a - eps * b, p, g)
-        assert_params_close(p, jax.tree.map(lambda a: a[s], res.params))
+        assert_params_close(p, take(res.params, s))
         out, _ = forward(p, X, activation="sigmoid")
         np.testing.assert_allclose(res.final_loss[s], mse(out, y), rtol=1e-12)
 
@@ -81,12 +86,12 @@ def test_adam_matches_optax_directly(key):
     opt = optax.adam(lr)
     grad = jax.jit(jax.grad(lambda p: objective(p, X, y, activation="relu", loss="mse")))
     for s in range(S):
-        p = jax.tree.map(lambda a: a[s], init)
+        p = take(init, s)
         st = opt.init(p)
         for _ in range(steps):
             u, st = opt.update(grad(p), st, p)
             p = optax.apply_updates(p, u)
-        assert_params_close(p, jax.tree.map(lambda a: a[s], res.params))
+        assert_params_close(p, take(res.params, s))
 
 
 def test_known_good_config_solves_xor(key):
@@ -97,7 +102,7 @@ def test_known_good_config_solves_xor(key):
     assert not res.diverged.any()
     # solved means all four outputs within 0.5 of the target; check one against the library forward
     i = int(np.argmax(res.solved))
-    out, _ = forward(jax.tree.map(lambda a: a[i], res.params), XOR[0], activation="tanh")
+    out, _ = forward(take(res.params, i), XOR[0], activation="tanh")
     assert np.all(np.abs(np.asarray(out)[:, 0] - XOR[1]) < 0.5)
     # the loss went down along the history (median over seeds)
     med = np.median(np.asarray(res.loss), axis=0)
@@ -157,7 +162,7 @@ def test_lr_grid_runs_share_seeds(key):
     # each block of the grid is exactly the single-lr run with the same key (same seeds)
     for lr, part in ((0.2, slice(3, 6)),):
         single = T.make_train(small(lr=lr, seeds=3), XOR)(key)
-        assert_params_close(jax.tree.map(lambda a: a[part], res.params), single.params, tol=1e-12)
+        assert_params_close(take(res.params, part), single.params, tol=1e-12)
 
 
 def test_seed_blocks_give_the_same_result(key):
@@ -170,7 +175,7 @@ def test_seed_blocks_give_the_same_result(key):
 def test_seed_results_do_not_depend_on_the_number_of_seeds(key):
     a = T.make_train(small(seeds=3), XOR)(key)
     b = T.make_train(small(seeds=7), XOR)(key)
-    assert_params_close(a.params, jax.tree.map(lambda x: x[:3], b.params), tol=1e-12)
+    assert_params_close(a.params, take(b.params, slice(0, 3)), tol=1e-12)
 
 
 def test_full_batch_when_batch_size_is_at_least_n(key):
@@ -190,14 +195,14 @@ def test_minibatches_are_reshuffled_each_epoch(key, layout):
     grad = jax.jit(jax.grad(lambda p, Xb, yb: objective(p, Xb, yb, activation="relu", loss="mse")))
     orders = set()
     for s in range(2):
-        p = jax.tree.map(lambda a: a[s], init)
+        p = take(init, s)
         perms = [np.asarray(jax.random.permutation(jax.random.fold_in(skeys[s], e), 4)) for e in range(2)]
         orders.update(tuple(q.tolist()) for q in perms)
         for perm in perms:
             for i in perm:
                 g = grad(p, X[i:i + 1], y[i:i + 1])
                 p = jax.tree.map(lambda a, b: a - 0.1 * b, p, g)
-        assert_params_close(p, jax.tree.map(lambda a: a[s], res.params))
+        assert_params_close(p, take(res.params, s))
     assert len(orders) > 1  # the order changes (between epochs and seeds)
 
 
@@ -267,7 +272,7 @@ def test_bad_config_names_field_and_value(field, value):
 
 def test_unknown_config_field_is_an_error():
     with pytest.raises(ValueError, match="unknown config field.*'widht'"):
-        T.validate_config(dict(widht=3))
+        T.validate_config({"widht": 3})
 
 
 def test_bad_data_is_an_error():

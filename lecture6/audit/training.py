@@ -16,8 +16,8 @@ _S_LIN = "Crucial role of non-linearity"
 
 # One compiled run of 1,000 seeds per row: a second or two.
 _SEEDS = 1000
-_BASE = dict(width=2, activation="relu", init="he", optimizer="sgd", lr=0.1, epochs=2000, batch_size=4,
-             seeds=_SEEDS, log_every=100, dtype="float32")
+_BASE = {"width": 2, "activation": "relu", "init": "he", "optimizer": "sgd", "lr": 0.1, "epochs": 2000, "batch_size": 4,
+             "seeds": _SEEDS, "log_every": 100, "dtype": "float32"}
 
 
 def _run(**kw):
@@ -32,7 +32,7 @@ def _run(**kw):
 def _gd_solves_xor() -> Check:
     res = _run()
     solved = np.asarray(res.solved)
-    X, y = xor()
+    X, _y = xor()
     W1, b1 = np.asarray(res.params[0]["W"], np.float64), np.asarray(res.params[0]["b"], np.float64)
     h = np.maximum(np.einsum("nd,shd->snh", X, W1) + b1[:, None, :], 0.0)[solved]  # (solved, 4, 2)
     neg = np.linalg.norm(h[:, 0] - h[:, 3], axis=1) < 1e-3  # (0,0) and (1,1) on one point
