@@ -129,11 +129,16 @@ def _best_params(result, i: int) -> dict:
     return out
 
 
-def _timed_train(config, data, log: Callable[[str], None], progress_every: int):
-    """Compile, run, and time one training program; returns ``(train, result, timings)``."""
-    spec = validate_config(config, extra=SCRIPT_FIELDS)
-    if spec.dtype == "float64":
+def _validate(config):
+    """Validate a script config; ``dtype="float64"`` switches on 64-bit JAX for this process first."""
+    if config.get("dtype") == "float64":
         jax.config.update("jax_enable_x64", True)
+    return validate_config(config, extra=SCRIPT_FIELDS)
+
+
+def _timed_train(config, data, log: Callable[[str], None], progress_every: int):
+    """Compile, run, and time one training program; returns ``(spec, train, result, timings)``."""
+    spec = _validate(config)
 
     def progress(epoch, mean_loss, n_finite, solved):
         log(f"epoch {epoch:6d}/{spec.epochs}  mean loss {mean_loss:.5f}  finite seeds {n_finite}  "
@@ -159,9 +164,17 @@ def _common_summary(spec, result, timing) -> dict:
     div = diverged_report(result)
     ok = ~np.asarray(result.diverged)
     final = np.asarray(result.final_loss, dtype=np.float64)
+    lr = np.asarray(result.lr, dtype=np.float64)
+    per_lr = []
+    for v in np.unique(lr):  # one entry per learning rate of the grid (one when there is no grid)
+        m = lr == v
+        per_lr.append({"lr": float(f"{v:.6g}"), "success_rate": float(np.mean(np.asarray(result.solved)[m])),
+                       "final_loss_median": float(np.median(final[m & ok])) if (m & ok).any() else None,
+                       "diverged": int((m & ~ok).sum())})
     return {
         "seeds": spec.seeds,
         "runs": int(ok.size),
+        "per_lr": per_lr,
         "success_rate": float(np.mean(np.asarray(result.solved))),
         "final_loss_median": float(np.median(final[ok])) if ok.any() else None,
         "final_accuracy_mean": float(np.mean(np.asarray(result.final_accuracy)[ok])) if ok.any() else None,
@@ -186,7 +199,7 @@ def _best_run(result) -> int | None:
 
 def run_xor(config, workdir: str, *, log: Callable[[str], None] = print) -> dict:
     """Train the XOR network from ``config.seeds`` seeds and write the workdir; returns the summary."""
-    validate_config(config, extra=SCRIPT_FIELDS)
+    _validate(config)
     X, y = xor()
     progress_every = int(config.get("progress_every", 0) or 0)
     spec, _train, result, timing = _timed_train(config, (X, y), log, progress_every)
@@ -226,7 +239,7 @@ def run_xor(config, workdir: str, *, log: Callable[[str], None] = print) -> dict
 
 def run_digits(config, workdir: str, *, log: Callable[[str], None] = print) -> dict:
     """Train the 3-layer ReLU softmax network on the 8x8 digits, minibatch SGD; write the workdir."""
-    spec = validate_config(config, extra=SCRIPT_FIELDS)
+    spec = _validate(config)
     test_fraction = float(config.get("test_fraction", 0.2))
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"config.test_fraction = {test_fraction!r} is invalid: expected a number in (0, 1)")
