@@ -278,3 +278,15 @@ def test_unknown_config_field_is_an_error():
 def test_bad_data_is_an_error():
     with pytest.raises(ValueError, match="rows like X"):
         T.make_train(small(), (XOR[0], np.zeros(3)))
+
+
+def test_softmax_ce_hand_seeds_last_matches_autodiff_vmap(key, rng):
+    """The seeds-last hand backprop with softmax CE against the vmapped jax.grad of the library loss."""
+    X = rng.normal(size=(9, 2))
+    labels = rng.integers(0, 3, size=9)
+    cfg = small(loss="softmax_ce", width=3, seeds=4, epochs=20, log_every=10, lr=0.3, batch_size=9)
+    a = T.make_train(dict(cfg, layout="seeds_last", grad="hand"), (X, labels))(key)
+    b = T.make_train(dict(cfg, layout="vmap", grad="autodiff"), (X, labels))(key)
+    assert_params_close(a.params, b.params)
+    np.testing.assert_allclose(a.accuracy, b.accuracy, atol=1e-12)
+    np.testing.assert_allclose(a.final_accuracy, b.final_accuracy, atol=1e-12)
