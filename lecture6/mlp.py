@@ -14,6 +14,7 @@ row, so a layer computes ``Z = H W^T + b`` (the row-wise form of ``z = W h + b``
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -66,11 +67,23 @@ def init_mlp(
     sizes = _check_sizes(sizes)
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {list(INITS)}")
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+    try:
+        scale, bias_init = float(scale), float(bias_init)
+    except TypeError:
+        raise ValueError(f"scale and bias_init must be numbers, got {scale!r} and {bias_init!r}") from None
+    if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    if not math.isfinite(bias_init):
+        raise ValueError(f"bias_init must be finite, got {bias_init!r}")
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"dtype must be a float type, got {dtype}")
+    return _init(key, tuple(sizes), init, scale, bias_init, dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("sizes", "init", "scale", "bias_init", "dtype"))
+def _init(key, sizes, init, scale, bias_init, dtype):
+    # One compiled program per architecture: run eagerly, every random op would compile on its own.
     keys = jax.random.split(key, len(sizes) - 1)
     params = []
     for k, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):

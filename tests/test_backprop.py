@@ -1,5 +1,7 @@
 """Backprop (Algorithm 6.4) against jax.grad / jax.vjp of an independently written objective."""
 
+import itertools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -62,20 +64,23 @@ def assert_tree_close(got, want, rtol=GRAD_RTOL):
 
 
 def make_problem(seed, *, depth=None, activation=None, loss=None, n=None):
-    """A random network and batch: depth 1-4, widths 1-8 (CE needs at least 2 classes)."""
+    """A random network and batch: depth 1-4, widths 1-8 (CE needs at least 2 classes).
+
+    Drawn with NumPy: eager jax.random would compile its kernels anew for every shape.
+    """
     r = np.random.default_rng(seed)
     depth = depth or 1 + (seed + seed // 2) % 4
     sizes = [int(s) for s in r.integers(1, 9, size=depth + 1)]
     if loss == "softmax_ce":
         sizes[-1] = max(sizes[-1], 2)
     n = n or int(r.integers(1, 7))
-    k1, k2 = jax.random.split(jax.random.key(seed))
-    params = mlp.init_mlp(k1, sizes, init="normal", scale=0.9, bias_init=float(r.normal(scale=0.1)))
-    X = jax.random.normal(k2, (n, sizes[0]))
+    params = [{"W": jnp.asarray(r.normal(scale=0.9, size=(m, d))), "b": jnp.asarray(r.normal(scale=0.1, size=m))}
+              for d, m in itertools.pairwise(sizes)]
+    X = jnp.asarray(r.normal(size=(n, sizes[0])))
     if loss == "mse":
         Y = jnp.asarray(r.normal(size=(n, sizes[-1])))
     else:
-        Y = jax.nn.one_hot(jnp.asarray(r.integers(0, sizes[-1], size=n)), sizes[-1])
+        Y = jnp.asarray(np.eye(sizes[-1])[r.integers(0, sizes[-1], size=n)])
     return params, X, Y
 
 
@@ -132,7 +137,7 @@ def test_intermediate_gradients_match_vjp(seed, activation, loss):
         np.testing.assert_allclose(layer["b"], jnp.sum(g, axis=0), rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize(("seed", "depth", "activation", "loss"), [(21, 1, "relu", "mse"), (23, 3, "sigmoid", "softmax_ce")])
+@pytest.mark.parametrize(("seed", "depth", "activation", "loss"), [(21, 1, "relu", "mse"), (23, 2, "sigmoid", "softmax_ce")])
 def test_jacobian_chain_route_matches_backprop_and_autodiff(seed, depth, activation, loss):
     params, X, Y = make_problem(seed, depth=depth, activation=activation, loss=loss, n=3)
     chained = bp.jacobian_chain_grads(params, X, Y, activation=activation, loss=loss, l2=0.2)
