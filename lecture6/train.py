@@ -669,14 +669,15 @@ class Train:
         n_ok = jnp.sum(ok)
         mean_loss = jnp.sum(jnp.where(ok, value, 0.0)) / jnp.maximum(n_ok, 1)
         solved = jnp.mean(jnp.where(ok, acc == 1.0, False).astype(value.dtype))
+        mean_acc = jnp.sum(jnp.where(ok, acc, 0.0)) / jnp.maximum(n_ok, 1)
         progress = self._progress
 
-        def send(epoch, mean_loss, n_ok, solved):
-            progress(int(epoch), float(mean_loss), int(n_ok), float(solved))
+        def send(epoch, mean_loss, n_ok, solved, mean_acc):
+            progress(int(epoch), float(mean_loss), int(n_ok), float(solved), float(mean_acc))
 
         jax.lax.cond(
             ((j + 1) % every == 0) | (j + 1 == n_log),
-            lambda: jax.debug.callback(send, (j + 1) * s.log_every, mean_loss, n_ok, solved),
+            lambda: jax.debug.callback(send, (j + 1) * s.log_every, mean_loss, n_ok, solved, mean_acc),
             lambda: None,
         )
 
@@ -688,7 +689,8 @@ def make_train(config, data, *, progress: Callable | None = None, progress_every
       config: a training config (``ml_collections.ConfigDict`` or mapping; fields in :data:`DEFAULTS`).
       data: ``(X (n, d), Y)`` with ``Y`` ``(n,)`` / ``(n, n_out)`` targets for ``mse``, one-hot
         ``(n, K)`` or integer labels ``(n,)`` for ``softmax_ce``.
-      progress: optional host function ``progress(epoch, mean_loss, n_finite, solved_fraction)``,
+      progress: optional host function
+        ``progress(epoch, mean_loss, n_finite, solved_fraction, mean_accuracy)``,
         called from inside the compiled run every ``progress_every`` epochs (aggregates over runs).
 
     The returned :class:`Train` is called with a ``jax.random.key``; calls with keys of the same kind

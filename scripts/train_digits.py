@@ -7,30 +7,10 @@ Any config field can be overridden (``--config.width=128 --config.epochs=50``). 
 """
 
 import os
-import sys
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from lecture6.experiment import check_overrides, run_digits
-
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "digits.py")
-if __name__ == "__main__":
-    # before the flag is defined: ml_collections applies --config.<field> overrides while defining it,
-    # and reports an unknown field as a long traceback
-    check_overrides(sys.argv[1:], DEFAULT_CONFIG)
-
-_CONFIG = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "training config file")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/digits", "where to write the run")
-
-
-def main(argv):
-    del argv
-    try:
-        run_digits(_CONFIG.value, _WORKDIR.value, log=lambda s: print(s, flush=True))
-    except ValueError as exc:
-        sys.exit(f"error: {exc}")
-
+from lecture6.experiment import run_digits
+from lecture6.rundir import script_main
 
 if __name__ == "__main__":
-    app.run(main)
+    configs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
+    script_main(run_digits, os.path.join(configs, "digits.py"), "runs/digits")

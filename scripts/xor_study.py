@@ -10,7 +10,7 @@ rates with 95% Wilson intervals) and ``success_vs_width.png`` into ``--outdir``.
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lecture6.experiment import SCRIPT_FIELDS, check_overrides
@@ -29,7 +29,9 @@ _OUTDIR = flags.DEFINE_string("outdir", "runs/xor_study", "where to write the ta
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # keep JAX's backend INFO lines out of the output
     base = {k: v for k, v in _CONFIG.value.to_dict().items() if k not in SCRIPT_FIELDS}
     try:
         widths = [int(w) for w in _WIDTHS.value]

@@ -1,6 +1,5 @@
 """Smoke test of scripts/fit_ppca.py on a tiny config, outputs read back; config and atomic writes."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -9,6 +8,8 @@ import sys
 
 import matplotlib.image
 import pytest
+
+from lecture6.rundir import atomic_workdir, check_config_keys, load_config_file
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "fit_ppca.py"
@@ -54,29 +55,23 @@ def test_unknown_override_is_rejected(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("fit_ppca_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_config_keys_are_checked(script):
-    spec = importlib.util.spec_from_file_location("ppca_config", ROOT / "configs" / "ppca.py")
-    configs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(configs)
-    config = configs.get_config()
-    script.check_config(config)
+def test_config_keys_are_checked():
+    config = load_config_file(str(ROOT / "configs" / "ppca.py"))
+    check_config_keys(config, str(ROOT / "configs" / "ppca.py"))
     config.unlock()
     config.learning_rat = 0.1
     with pytest.raises(ValueError, match=r"unknown config keys \['learning_rat'\]"):
-        script.check_config(config)
+        check_config_keys(config, str(ROOT / "configs" / "ppca.py"))
 
 
-def test_a_failed_write_leaves_the_old_workdir(script, tmp_path):
+def _write(workdir, fn):
+    with atomic_workdir(str(workdir)) as d:
+        fn(d)
+
+
+def test_a_failed_write_leaves_the_old_workdir(tmp_path):
     workdir = tmp_path / "out"
-    script.write_dir_atomically(str(workdir), lambda d: (pathlib.Path(d) / "a.txt").write_text("old"))
+    _write(workdir, lambda d: (pathlib.Path(d) / "a.txt").write_text("old"))
     assert (workdir / "a.txt").read_text() == "old"
 
     def crash(d):
@@ -84,7 +79,7 @@ def test_a_failed_write_leaves_the_old_workdir(script, tmp_path):
         raise RuntimeError("crash while writing")
 
     with pytest.raises(RuntimeError, match="crash while writing"):
-        script.write_dir_atomically(str(workdir), crash)
+        _write(workdir, crash)
     assert sorted(os.listdir(tmp_path)) == ["out"] and sorted(os.listdir(workdir)) == ["a.txt"]
-    script.write_dir_atomically(str(workdir), lambda d: (pathlib.Path(d) / "b.txt").write_text("new"))
+    _write(workdir, lambda d: (pathlib.Path(d) / "b.txt").write_text("new"))
     assert sorted(os.listdir(workdir)) == ["b.txt"] and sorted(os.listdir(tmp_path)) == ["out"]

@@ -257,7 +257,8 @@ def test_progress_callback_reports_chunks(key):
     jax.block_until_ready(train(key))
     jax.effects_barrier()
     assert [e for e, *_ in seen] == [20, 40]
-    assert all(n == 8 for _, _, n, _ in seen)
+    assert all(n == 8 for _, _, n, _, _ in seen)
+    assert all(0.0 <= solved <= 1.0 and 0.0 <= acc <= 1.0 and solved <= acc for *_, solved, acc in seen)
 
 
 @pytest.mark.parametrize(

@@ -73,9 +73,13 @@ def _load_all() -> None:
 
 
 def claims() -> list[Claim]:
-    """Every registered claim, in lecture order."""
+    """Every registered claim, in lecture order, rows of one slide title together."""
     _load_all()
-    return sorted(_REGISTRY, key=lambda c: c.order)
+    ordered = sorted(_REGISTRY, key=lambda c: c.order)
+    first = {}
+    for i, c in enumerate(ordered):
+        first.setdefault(c.section, i)
+    return sorted(ordered, key=lambda c: (first[c.section], c.order))
 
 
 def run_claim(c: Claim) -> Row:

@@ -183,7 +183,7 @@ def _grad_W() -> Check:
     return Check(max(errs), max(errs) < TOL)
 
 
-@claim("Training neural networks", "applying the chain rule means multiplying a sequence of Jacobians; for a scalar "
+@claim("Chain rule of multivariate calculus", "applying the chain rule means multiplying a sequence of Jacobians; for a scalar "
        "loss, left to right (reverse mode) is the cheap order",
        "chain_cost of a 1x100 . 100x100 . 100x100 . 100x10 chain: reverse vs forward multiply-adds; chain() "
        "product vs plain matmul")
