@@ -106,6 +106,20 @@ def test_log_likelihood_from_moments_equals_data_average(rng):
                - float(jnp.mean(ppca.log_likelihood(model, X)))) < TOL
 
 
+@pytest.mark.parametrize("offset", [0.0, 3.0, 1e4])
+def test_moments_match_two_pass_covariance_whatever_the_mean(rng, offset):
+    """Small means take the one-product path, large ones the centred blocks; both stay accurate.
+
+    With offset 1e4 and unit variances, X^T X / n - mean mean^T would lose ~8 digits (error ~1e-8).
+    """
+    X = offset + rng.standard_normal((5000, 7)) @ rng.standard_normal((7, 7))
+    mean, S = ppca.moments(X)
+    ref = np.cov(X, rowvar=False, bias=True)  # NumPy centres first (two passes)
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(S, ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
+    assert (ppca._cancellation_ratio(X, mean) <= ppca._UNCENTRED_MAX_RATIO) == (offset < 10)
+
+
 def test_fit_from_moments_equals_fit_from_data(synthetic):
     X, _ = synthetic
     mean, S = ppca.moments(X)
