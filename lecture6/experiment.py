@@ -199,7 +199,8 @@ def run_digits(config, workdir: str, *, log: Callable[[str], None] = print) -> d
         plots.accuracy_curves(rows, os.path.join(tmp, "accuracy.png"),
                               test_accuracy=summary["test_accuracy_mean"])
         write_json(os.path.join(tmp, "summary.json"), summary)
-    log(f"test accuracy {summary['test_accuracy_mean']} (mean over runs); diverged {summary['diverged']}; "
+    acc = summary["test_accuracy_mean"]
+    log(f"test accuracy {'-' if acc is None else f'{acc:.4f}'} (mean over runs); diverged {summary['diverged']}; "
         f"wrote {workdir}")
     return summary
 
