@@ -117,6 +117,23 @@ def _best_run(result) -> int | None:
     return int(np.argmin(final))
 
 
+def _write_run(tmp: str, config, result, summary: dict):
+    """What every training run writes: config.json, metrics.jsonl and the best run's params.npz.
+
+    Returns ``(rows, best)``: the per-epoch aggregates and the index of the best run (``None`` if every
+    run diverged); records ``best_run`` in ``summary``.
+    """
+    write_json(os.path.join(tmp, "config.json"), _config_dict(config))
+    rows = aggregate_history(result)
+    with open(os.path.join(tmp, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    best = _best_run(result)
+    if best is not None:
+        np.savez(os.path.join(tmp, "params.npz"), **_best_params(result, best))
+        summary["best_run"] = best
+    return rows, best
+
+
 # ---------------------------------------------------------------------------------------------------
 # XOR
 # ---------------------------------------------------------------------------------------------------
@@ -130,17 +147,10 @@ def run_xor(config, workdir: str, *, log: Callable[[str], None] = print) -> dict
     spec, _train, result, timing = _timed_train(config, (X, y), log, progress_every)
     summary = _common_summary(spec, result, timing)
     with atomic_workdir(workdir) as tmp:
-        write_json(os.path.join(tmp, "config.json"), _config_dict(config))
-        rows = aggregate_history(result)
-        with open(os.path.join(tmp, "metrics.jsonl"), "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-        best = _best_run(result)
+        rows, best = _write_run(tmp, config, result, summary)
         solved = np.flatnonzero(np.asarray(result.solved))
         title = f"XOR, width {spec.width}, {spec.activation}, {spec.seeds} seeds"
         plots.loss_curves(rows, os.path.join(tmp, "loss_curves.png"), title=title)
-        if best is not None:
-            np.savez(os.path.join(tmp, "params.npz"), **_best_params(result, best))
-            summary["best_run"] = best
         # pictures of a solved network (the best one if it solved XOR, else the first that did)
         show = best if best is not None and result.solved[best] else (int(solved[0]) if solved.size else best)
         if show is not None and spec.width >= 1:
@@ -185,14 +195,8 @@ def run_digits(config, workdir: str, *, log: Callable[[str], None] = print) -> d
         "test_accuracy_per_run": test_acc.tolist(),
     })
     with atomic_workdir(workdir) as tmp:
-        write_json(os.path.join(tmp, "config.json"), _config_dict(config))
-        rows = aggregate_history(result)
-        with open(os.path.join(tmp, "metrics.jsonl"), "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-        best = _best_run(result)
+        rows, best = _write_run(tmp, config, result, summary)
         if best is not None:
-            np.savez(os.path.join(tmp, "params.npz"), **_best_params(result, best))
-            summary["best_run"] = best
             summary["test_accuracy_best_run"] = float(test_acc[best])
         title = f"digits, width {spec.width}, {spec.seeds} seeds, softmax CE"
         plots.loss_curves(rows, os.path.join(tmp, "loss_curves.png"), title=title)
