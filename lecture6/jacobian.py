@@ -128,13 +128,13 @@ class JacobianCheck:
     mismatches: list[tuple[int, int]]
     kinks: list[KinkEntry]
     notes: list[str]
+    in_labels: Callable[[int], str] | None = None  # column -> input name (pytree inputs)
 
     def entry_name(self, row: int, col: int) -> str:
-        """``d f[i] / d x[j]`` written with indices in the original shapes."""
+        """``d f[i] / d x[j]`` written with indices in the original shapes (or pytree paths)."""
         i = _index(row, self.out_shape)
-        j = _index(col, self.in_shape)
         fi = "f" if not self.out_shape else f"f{list(i)}"
-        xj = f"x{list(j)}"
+        xj = self.in_labels(col) if self.in_labels else f"x{list(_index(col, self.in_shape))}"
         return f"d{fi}/d{xj}"
 
     def report(self, max_entries: int = 5) -> str:
@@ -410,6 +410,57 @@ def _diagnose(hand: np.ndarray, ref: np.ndarray, tol: np.ndarray, notes: list[st
 def assert_jacobian(f: Callable, x, jac: Callable, **kw) -> JacobianCheck:
     """Like :func:`check_jacobian`, but raise ``AssertionError`` with the report when the check fails."""
     result = check_jacobian(f, x, jac, **kw)
+    if not result.ok:
+        raise AssertionError(result.report())
+    return result
+
+
+def check_gradient(f: Callable, params, grad: Callable, **kw) -> JacobianCheck:
+    """Check a hand-written gradient of a scalar ``f(params)`` whose argument is a pytree.
+
+    ``params`` is any pytree of arrays (the MLP's list of ``{"W", "b"}`` layers, a ``PPCA`` tuple);
+    ``grad(params)`` returns a pytree of the same structure. The check is :func:`check_jacobian` on the
+    flattened parameters, and the report names entries by their path, e.g. ``df/dparams[1]['W'][0, 2]``.
+    """
+    from jax.flatten_util import ravel_pytree
+
+    flat, unravel = ravel_pytree(params)
+    leaves, _ = jax.tree_util.tree_flatten_with_path(params)
+    labels, starts = [], []
+    offset = 0
+    for path, leaf in leaves:
+        labels.append((jax.tree_util.keystr(path), tuple(np.shape(leaf))))
+        starts.append(offset)
+        offset += int(np.size(leaf))
+
+    def label(col: int) -> str:
+        k = int(np.searchsorted(starts, col, side="right")) - 1
+        name, shape = labels[k]
+        idx = _index(col - starts[k], shape)
+        return f"params{name}" + (f"[{', '.join(map(str, idx))}]" if idx else "")
+
+    def f_flat(v):
+        return f(unravel(v))
+
+    def grad_flat(v):
+        g = grad(unravel(v))
+        got = (jax.tree.structure(g), [jnp.shape(a) for a in jax.tree.leaves(g)])
+        want = (jax.tree.structure(params), [jnp.shape(a) for a in jax.tree.leaves(params)])
+        if got != want:
+            raise ValueError(f"grad(params) must have the structure and shapes of params: got {got}, "
+                             f"expected {want}")
+        return ravel_pytree(g)[0]
+
+    if jnp.ndim(jax.eval_shape(f, params)) != 0 and int(np.prod(jax.eval_shape(f, params).shape)) != 1:
+        raise ValueError(f"check_gradient needs a scalar f, got output shape {jax.eval_shape(f, params).shape}")
+    result = check_jacobian(f_flat, flat, grad_flat, **kw)
+    result.in_labels = label
+    return result
+
+
+def assert_gradient(f: Callable, params, grad: Callable, **kw) -> JacobianCheck:
+    """Like :func:`check_gradient`, but raise ``AssertionError`` with the report when the check fails."""
+    result = check_gradient(f, params, grad, **kw)
     if not result.ok:
         raise AssertionError(result.report())
     return result

@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given, settings
 
 from lecture6.jacobian import (
+    assert_gradient,
     assert_jacobian,
     chain,
     chain_cost,
+    check_gradient,
     check_jacobian,
     finite_difference_jacobian,
     jacobian,
@@ -333,3 +335,51 @@ def test_jacobian_auto_mode_picks_by_shape_and_agrees(shape_in, n_out, expected,
     np.testing.assert_allclose(J, finite_difference_jacobian(f, x), rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match="mode must be"):
         jacobian(f, x, mode="sideways")
+
+
+# --- gradients of functions of a pytree (an MLP's params) -------------------------------------------
+
+
+def _mlp_problem():
+    from lecture6 import backprop, mlp
+    from lecture6.data import xor
+
+    X, y = xor()
+    params = mlp.init_mlp(jax.random.key(3), [2, 3, 1])
+
+    def f(p):
+        return backprop.objective(p, X, y, activation="tanh", loss="mse", l2=0.1)
+
+    def g(p):
+        return backprop.backprop(p, X, y, activation="tanh", loss="mse", l2=0.1)
+
+    return f, g, params
+
+
+def test_check_gradient_on_a_pytree_passes_for_backprop():
+    f, g, params = _mlp_problem()
+    res = assert_gradient(f, params, g)
+    assert res.jacobians["hand"].shape == (1, 13)
+    np.testing.assert_allclose(res.jacobians["fd"], res.jacobians["hand"], rtol=1e-6, atol=1e-9)
+
+
+def test_check_gradient_names_the_wrong_leaf_and_index():
+    f, g, params = _mlp_problem()
+
+    def wrong(p):
+        grads = g(p)
+        grads[1]["W"] = grads[1]["W"].at[0, 2].multiply(1.01)  # dJ/dW2[0, 2] off by 1%
+        return grads
+
+    res = check_gradient(f, params, wrong)
+    assert not res.ok
+    with pytest.raises(AssertionError, match=r"df/dparams\[1\]\['W'\]\[0, 2\]"):
+        assert_gradient(f, params, wrong)
+
+
+def test_check_gradient_rejects_wrong_structure_and_non_scalar_f():
+    f, g, params = _mlp_problem()
+    with pytest.raises(ValueError, match="structure and shapes of params"):
+        check_gradient(f, params, lambda p: g(p)[::-1])
+    with pytest.raises(ValueError, match="scalar f"):
+        check_gradient(lambda p: p[0]["b"], params, g)
