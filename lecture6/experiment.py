@@ -28,7 +28,7 @@ from lecture6 import data, plots, ppca, ppca_plots
 from lecture6.data import load_digits, train_test_split, xor
 from lecture6.mlp import predict
 from lecture6.rundir import atomic_workdir, check_config_keys, check_overrides, load_config_file, write_json
-from lecture6.train import aggregate_history, diverged_report, make_train, validate_config
+from lecture6.train import TrainingDiverged, aggregate_history, diverged_report, make_train, validate_config
 
 __all__ = ["run_xor", "run_digits", "run_ppca", "atomic_workdir", "check_overrides", "load_config_file"]
 
@@ -109,6 +109,21 @@ def _common_summary(spec, result, timing) -> dict:
     }
 
 
+def _say_diverged(summary: dict, spec, log: Callable[[str], None], workdir: str) -> None:
+    """A warning when some runs diverged; :class:`TrainingDiverged` when all did (after writing)."""
+    n, runs = summary["diverged"], summary["runs"]
+    if n == 0:
+        return
+    seeds = summary["diverged_seeds"]
+    shown = ", ".join(map(str, seeds[:10])) + (" ..." if len(seeds) > 10 else "")
+    lr = f"lrs {list(spec.lrs)}" if spec.lrs else f"lr {spec.lr}"
+    msg = (f"{n} of {runs} runs diverged (non-finite loss or parameters) with {lr}; seeds {shown}; "
+           "they are left out of every aggregate (a smaller learning rate usually helps).")
+    if n == runs:
+        raise TrainingDiverged(f"training diverged: {msg} The run is in {workdir}.")
+    log(f"warning: {msg}")
+
+
 def _best_run(result) -> int | None:
     ok = ~np.asarray(result.diverged)
     if not ok.any():
@@ -162,6 +177,7 @@ def run_xor(config, workdir: str, *, log: Callable[[str], None] = print) -> dict
             plots.hidden_space(p, X, y, os.path.join(tmp, "hidden_space.png"), activation=spec.activation)
             summary["plotted_run"] = show
         write_json(os.path.join(tmp, "summary.json"), summary)
+    _say_diverged(summary, spec, log, workdir)
     log(f"solved {summary['success_rate']:.3f} of {summary['runs']} runs; diverged {summary['diverged']}; "
         f"{summary['seed_steps_per_second']:.3g} seed-steps/s; wrote {workdir}")
     return summary
@@ -203,6 +219,7 @@ def run_digits(config, workdir: str, *, log: Callable[[str], None] = print) -> d
         plots.accuracy_curves(rows, os.path.join(tmp, "accuracy.png"),
                               test_accuracy=summary["test_accuracy_mean"])
         write_json(os.path.join(tmp, "summary.json"), summary)
+    _say_diverged(summary, spec, log, workdir)
     acc = summary["test_accuracy_mean"]
     log(f"test accuracy {'-' if acc is None else f'{acc:.4f}'} (mean over runs); diverged {summary['diverged']}; "
         f"wrote {workdir}")

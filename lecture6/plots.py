@@ -36,12 +36,12 @@ def loss_curves(rows: list[dict], path, *, title: str = "training loss over seed
         ax.plot(e, get("loss_median"), color="C0", label="median")
         if log and np.all(get("loss_q10") > 0):
             ax.set_yscale("log")
+        ax.legend()
     else:
         ax.text(0.5, 0.5, "every seed diverged", ha="center", transform=ax.transAxes)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title(title)
-    ax.legend()
     return _save(fig, path)
 
 

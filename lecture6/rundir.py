@@ -108,8 +108,9 @@ def script_main(run, default_config: str, default_workdir: str) -> None:
 
     Flags: ``--config FILE`` (default ``default_config``), ``--config.<field>=value`` overrides (an
     unknown field exits with a one-line message naming it), ``--workdir DIR``. Calls
-    ``run(config, workdir, log=print)``; a ``ValueError`` (a bad config value, bad data) exits non-zero
-    with its message instead of a traceback.
+    ``run(config, workdir, log=print)``; a ``ValueError`` (a bad config value, bad data) or
+    ``TrainingDiverged`` (every run diverged; the workdir is still written) exits non-zero with its
+    message instead of a traceback.
     """
     from absl import app, flags, logging
     from ml_collections import config_flags
@@ -124,9 +125,11 @@ def script_main(run, default_config: str, default_workdir: str) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         logging.set_verbosity(logging.WARNING)  # keep JAX's backend INFO lines out of the progress output
+        from lecture6.train import TrainingDiverged
+
         try:
             run(config_flag.value, workdir_flag.value, log=lambda msg: print(msg, flush=True))
-        except ValueError as exc:
+        except (ValueError, TrainingDiverged) as exc:
             sys.exit(f"error: {exc}")
 
     app.run(main)

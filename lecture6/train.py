@@ -707,6 +707,10 @@ def make_train(config, data, *, progress: Callable | None = None, progress_every
 # ---------------------------------------------------------------------------------------------------
 
 
+class TrainingDiverged(RuntimeError):
+    """Every run of a training program diverged (its loss or parameters became non-finite)."""
+
+
 def diverged_report(result: TrainResult) -> dict:
     """``{"count": int, "runs": [run indices], "seeds": [seed indices]}`` of the diverged runs."""
     div = np.asarray(result.diverged)

@@ -88,6 +88,23 @@ def test_bad_config_exits_nonzero_naming_the_field(tmp_path, override, words):
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
 
 
+def test_divergence_is_reported_and_all_diverged_exits_nonzero(tmp_path):
+    # lr 5 diverges for every seed of the 2-2-1 net; lr 0.1 never does
+    some = run_script("train_xor.py", "--config.lrs=(0.1,5.0)", "--config.seeds=8", "--config.epochs=50",
+                      "--config.log_every=10", f"--workdir={tmp_path / 'some'}")
+    assert some.returncode == 0, some.stderr
+    assert "warning: 8 of 16 runs diverged" in some.stdout and "lrs [0.1, 5.0]" in some.stdout
+    summary = json.loads((tmp_path / "some" / "summary.json").read_text())
+    assert summary["diverged"] == 8 and summary["final_loss_median"] is not None
+
+    every = run_script("train_xor.py", "--config.lr=5.0", "--config.seeds=8", "--config.epochs=50",
+                       "--config.log_every=10", f"--workdir={tmp_path / 'all'}")
+    assert every.returncode != 0
+    assert "training diverged: 8 of 8 runs diverged" in every.stderr
+    summary = json.loads((tmp_path / "all" / "summary.json").read_text())  # still written, nothing lost
+    assert summary["diverged"] == 8 and summary["final_loss_median"] is None
+
+
 def test_wilson_interval_against_known_values():
     # k = 0: the upper end is z^2 / (n + z^2) (closed form)
     z = 1.959963984540054
