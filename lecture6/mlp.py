@@ -40,6 +40,16 @@ def _check_sizes(sizes) -> list[int]:
     return out
 
 
+def init_std(init: str, n_in: int, n_out: int, scale: float = 1.0) -> float:
+    """Standard deviation of a layer's initial weights: He ``sqrt(2 / n_in)``, Glorot
+    ``sqrt(2 / (n_in + n_out))``, each times ``scale``; ``"normal"``: ``scale`` itself."""
+    if init == "he":
+        return scale * math.sqrt(2.0 / n_in)
+    if init == "glorot":
+        return scale * math.sqrt(2.0 / (n_in + n_out))
+    return scale
+
+
 def init_mlp(
     key,
     sizes: Sequence[int],
@@ -87,12 +97,7 @@ def _init(key, sizes, init, scale, bias_init, dtype):
     keys = jax.random.split(key, len(sizes) - 1)
     params = []
     for k, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
-        if init == "he":
-            std = scale * math.sqrt(2.0 / n_in)
-        elif init == "glorot":
-            std = scale * math.sqrt(2.0 / (n_in + n_out))
-        else:
-            std = scale
+        std = init_std(init, n_in, n_out, scale)
         W = std * jax.random.normal(keys[k], (n_out, n_in), dtype=dtype)
         b = jnp.full((n_out,), bias_init, dtype=dtype)
         params.append({"W": W, "b": b})

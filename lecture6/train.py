@@ -51,7 +51,7 @@ import optax
 from lecture6.activations import ACTIVATIONS, get_activation
 from lecture6.backprop import value_and_backprop
 from lecture6.losses import LOSSES, get_loss
-from lecture6.mlp import INITS, forward
+from lecture6.mlp import INITS, forward, init_std
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 GRADS = ("autodiff", "hand")
@@ -349,13 +349,7 @@ def init_seeds(key, sizes, seeds: int, *, init: str = "he", scale: float = 1.0, 
     noise = jax.random.normal(key, (seeds, sum(counts)), dtype=dtype)
     params, start = [], 0
     for (o, i), c in zip(shapes, counts):
-        if init == "he":
-            std = scale * math.sqrt(2.0 / i)
-        elif init == "glorot":
-            std = scale * math.sqrt(2.0 / (i + o))
-        else:
-            std = scale
-        W = std * noise[:, start:start + c].reshape(seeds, o, i)
+        W = init_std(init, i, o, scale) * noise[:, start:start + c].reshape(seeds, o, i)
         params.append({"W": W, "b": jnp.full((seeds, o), bias_init, dtype=dtype)})
         start += c
     return params
