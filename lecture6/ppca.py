@@ -521,6 +521,42 @@ def principal_angles(A, B) -> np.ndarray:
     return np.sort(np.arcsin(np.clip(sines, 0.0, 1.0)))
 
 
+def max_variance_directions(X, k: int, *, key, steps: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Standard PCA by its definition: the ``k`` directions along which projected variance is largest.
+
+    Direction ``j`` maximizes the variance of ``X v`` over unit ``v`` orthogonal to directions
+    ``1 .. j-1``; found by projected gradient ascent on the Rayleigh quotient ``v^T S v / v^T v``
+    (``jax.grad``, step ``1 / trace(S)``), not by an eigensolver, so it is an independent check of the
+    slide's claim that these directions are the eigenvectors of the covariance, in order.
+    Returns ``(V (d, k) unit columns, projected variances (k,))``.
+    """
+    X = _check_data(X, finite=True)
+    d = X.shape[1]
+    if not 1 <= k <= d:
+        raise ValueError(f"k must be in [1, d={d}], got {k}")
+    _, S = _moments(X, "X")
+    S = jnp.asarray(S)
+    step = 1.0 / float(jnp.trace(S))
+
+    def rayleigh(v):
+        return v @ S @ v / (v @ v)
+
+    @jax.jit
+    def ascend(v, P):
+        def body(_, v):
+            v = P @ (v + step * jax.grad(rayleigh)(v))
+            return v / jnp.linalg.norm(v)
+
+        return jax.lax.fori_loop(0, steps, body, P @ v / jnp.linalg.norm(P @ v))
+
+    V = np.zeros((d, 0))
+    for key_j in jax.random.split(key, k):
+        P = jnp.eye(d) - jnp.asarray(V @ V.T)  # project out the directions found so far
+        v = np.asarray(ascend(jax.random.normal(key_j, (d,), dtype=S.dtype), P))
+        V = np.column_stack([V, v])
+    return V, np.array([float(rayleigh(jnp.asarray(v))) for v in V.T])
+
+
 # ----------------------------------------------------------------------------------------------------
 # the experiment behind scripts/fit_ppca.py
 

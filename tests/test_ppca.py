@@ -368,3 +368,22 @@ def test_constant_features_keep_sigma2_positive(rng):
     np.testing.assert_allclose(float(floored.sigma2), ppca.SIGMA2_FLOOR * avg_var, rtol=1e-6)
     with pytest.raises(ValueError, match="every feature of X is constant"):
         ppca.fit_closed_form(np.ones((5, 3)), 1)
+
+
+def test_max_variance_directions_are_the_ordered_eigenvectors(rng, key):
+    """Standard PCA's definition (maximize projected variance) against an eigensolver."""
+    X = rng.standard_normal((500, 6)) @ np.diag([3.0, 2.0, 1.5, 1.0, 0.5, 0.2]) @ np.linalg.qr(
+        rng.standard_normal((6, 6)))[0]
+    V, var = ppca.max_variance_directions(X, 3, key=key)
+    lam, U = np.linalg.eigh(np.cov(X, rowvar=False, bias=True))
+    lam, U = lam[::-1], U[:, ::-1]
+    np.testing.assert_allclose(np.abs(np.sum(V * U[:, :3], axis=0)), 1.0, atol=1e-9)
+    np.testing.assert_allclose(var, lam[:3], rtol=1e-9)
+    np.testing.assert_allclose(V.T @ V, np.eye(3), atol=1e-12)  # orthonormal
+    # no random unit direction beats the first
+    R = rng.standard_normal((6, 2000))
+    R /= np.linalg.norm(R, axis=0)
+    assert np.var(X @ R, axis=0).max() <= var[0] + 1e-12
+    with pytest.raises(ValueError, match="k must be in"):
+        ppca.max_variance_directions(X, 7, key=key)
+

@@ -31,6 +31,22 @@ def _eig_desc(S):
     return lam[::-1], U[:, ::-1]
 
 
+@claim(PCA, "PCA's k-th principal direction, along which the variance of the projected data is largest "
+       "(orthogonal to the first k-1), is the eigenvector of Cov(X, X) = E[(X - E X)(X - E X)^T] with the "
+       "k-th largest eigenvalue; that eigenvalue is the projected variance",
+       "gradient ascent on the projected variance (ppca.max_variance_directions) on the 8x8 digits vs "
+       "np.linalg.eigh of the covariance, k = 1..3: |cos| of the angle and the variances")
+def _pca_directions() -> Check:
+    X, _ = data.load_digits()
+    V, var = ppca.max_variance_directions(X, 3, key=jax.random.key(0))
+    lam, U = _eig_desc(np.cov(X, rowvar=False, bias=True))
+    angle_err = float(np.max(1.0 - np.abs(np.sum(V * U[:, :3], axis=0))))
+    var_err = float(np.max(np.abs(var - lam[:3]) / lam[:3]))
+    proj_err = float(np.max(np.abs(np.var(X @ V, axis=0) - var) / var))
+    err = max(angle_err, var_err, proj_err)
+    return Check(err, err < 1e-8, f"projected variances {np.round(var, 4).tolist()}")
+
+
 @claim(PCA, "P(x|h) = N(Wh + b, sigma2 I) and P(h) = N(0, I) give P(x) = N(b, W W^T + sigma2 I); "
        "its log-density in O(n d q) (determinant lemma + Woodbury) is exact",
        "ppca.log_likelihood vs the dense Cholesky log-density of W W^T + sigma2 I, random W, b, sigma2")
