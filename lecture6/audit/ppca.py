@@ -188,3 +188,20 @@ def _gaussian_mle() -> Check:
     lower = float(gaussian.total_log_likelihood(mu, Sigma * n / (n - 1), X)) < float(
         gaussian.total_log_likelihood(mu, Sigma, X))
     return Check(err, err < 1e-10 and lower, "gradient relative to its size one step away")
+
+
+@claim(GAUSS, "for i.i.d. points the joint P(D | mu, Sigma) factors as the product over the n points: "
+       "log P(D) = sum_i log N(x_i; mu, Sigma)",
+       "gaussian.total_log_likelihood vs the density of the stacked vector (x_1, ..., x_n) under one "
+       "nd-dimensional Gaussian with block-diagonal covariance I_n (x) Sigma (dense Cholesky)")
+def _factorization() -> Check:
+    rng = np.random.default_rng(5)
+    d, n = 3, 6
+    A = rng.standard_normal((d, d))
+    Sigma = A @ A.T + 0.5 * np.eye(d)
+    mu = rng.standard_normal(d)
+    X = rng.multivariate_normal(mu, Sigma, size=n)
+    joint = float(gaussian.logpdf(X.reshape(1, -1), np.tile(mu, n), np.kron(np.eye(n), Sigma))[0])
+    total = float(gaussian.total_log_likelihood(jnp.asarray(mu), jnp.asarray(Sigma), jnp.asarray(X)))
+    err = abs(joint - total) / abs(joint)
+    return Check(err, err < TOL, "relative error")
