@@ -129,6 +129,7 @@ class JacobianCheck:
     kinks: list[KinkEntry]
     notes: list[str]
     in_labels: Callable[[int], str] | None = None  # column -> input name (pytree inputs)
+    in_desc: str | None = None  # how to describe the input in the report (pytree inputs)
 
     def entry_name(self, row: int, col: int) -> str:
         """``d f[i] / d x[j]`` written with indices in the original shapes (or pytree paths)."""
@@ -145,7 +146,8 @@ class JacobianCheck:
         cand = J[cand_name]
         shape2d = ref.shape
         lines = [
-            f"Jacobian check {'PASSED' if self.ok else 'FAILED'}: f maps {self.in_shape or 'scalar'} -> "
+            f"Jacobian check {'PASSED' if self.ok else 'FAILED'}: f maps "
+            f"{self.in_desc or self.in_shape or 'scalar'} -> "
             f"{self.out_shape or 'scalar'}, 2-D Jacobian {shape2d[0]}x{shape2d[1]} "
             f"(rows = outputs, columns = inputs, row-major vec).",
             f"  {cand_name} vs {self.reference}: max abs error {self.max_abs_error:.3e}, "
@@ -455,6 +457,7 @@ def check_gradient(f: Callable, params, grad: Callable, **kw) -> JacobianCheck:
         raise ValueError(f"check_gradient needs a scalar f, got output shape {jax.eval_shape(f, params).shape}")
     result = check_jacobian(f_flat, flat, grad_flat, **kw)
     result.in_labels = label
+    result.in_desc = f"params ({flat.size} entries in {len(leaves)} arrays)"
     return result
 
 
