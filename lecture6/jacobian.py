@@ -453,8 +453,9 @@ def check_gradient(f: Callable, params, grad: Callable, **kw) -> JacobianCheck:
                              f"expected {want}")
         return ravel_pytree(g)[0]
 
-    if jnp.ndim(jax.eval_shape(f, params)) != 0 and int(np.prod(jax.eval_shape(f, params).shape)) != 1:
-        raise ValueError(f"check_gradient needs a scalar f, got output shape {jax.eval_shape(f, params).shape}")
+    out_shape = jax.eval_shape(f, params).shape
+    if int(np.prod(out_shape)) != 1:
+        raise ValueError(f"check_gradient needs a scalar f, got output shape {out_shape}")
     result = check_jacobian(f_flat, flat, grad_flat, **kw)
     result.in_labels = label
     result.in_desc = f"params ({flat.size} entries in {len(leaves)} arrays)"

@@ -266,8 +266,13 @@ def spectrum(X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _spectrum(X: np.ndarray, name: str):
     mean, S = _moments(X, name)
+    return (mean, *_eig_descending(S))
+
+
+def _eig_descending(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues ``(d,)`` in descending order and their eigenvectors as columns ``(d, d)``."""
     eigvals, eigvecs = np.linalg.eigh(S)
-    return mean, eigvals[::-1].copy(), eigvecs[:, ::-1].copy()
+    return eigvals[::-1].copy(), eigvecs[:, ::-1].copy()
 
 
 def fit_closed_form(X, q: int, *, min_sigma2: float | None = None) -> PPCA:
@@ -295,8 +300,7 @@ def fit_closed_form_from_moments(mean, S, q: int, *, min_sigma2: float | None = 
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(S))):
         raise ValueError("mean or S contains NaN or inf")
     q = _check_q(q, d)
-    eigvals, eigvecs = np.linalg.eigh(S)
-    eigvals, eigvecs = eigvals[::-1].copy(), eigvecs[:, ::-1].copy()
+    eigvals, eigvecs = _eig_descending(S)
     return _closed_form_from_eig(mean, eigvals, eigvecs, q, _min_sigma2(eigvals, min_sigma2), np.float64)
 
 
