@@ -438,7 +438,7 @@ def moments_chunks(chunks: Iterable) -> tuple:
             if not jnp.issubdtype(chunk.dtype, jnp.floating):
                 chunk = chunk.astype(jnp.result_type(float))
             mean_b, S_b, ok = _moments_jax(chunk)
-            if not bool(ok):
+            if not _is_traced(ok) and not bool(ok):
                 _raise_non_finite(chunk, name, row_offset=n)
         if mean is None:
             n, mean, M2 = n_b, mean_b, S_b * n_b
@@ -870,9 +870,9 @@ def max_variance_directions(X, k: int, *, key, steps: int = 2000) -> tuple[np.nd
     d = X.shape[1]
     if not 1 <= k <= d:
         raise ValueError(f"k must be in [1, d={d}], got {k}")
-    _, S = _moments(X, "X")
-    S = jnp.asarray(S)
-    step = 1.0 / float(jnp.trace(S))
+    _, S_host = _moments(X, "X")
+    S = jnp.asarray(S_host)
+    step = 1.0 / float(np.trace(S_host))
 
     def rayleigh(v):
         return v @ S @ v / (v @ v)
@@ -885,12 +885,12 @@ def max_variance_directions(X, k: int, *, key, steps: int = 2000) -> tuple[np.nd
 
         return jax.lax.fori_loop(0, steps, body, P @ v / jnp.linalg.norm(P @ v))
 
+    starts = jax.random.normal(key, (k, d), dtype=S.dtype)
     V = np.zeros((d, 0))
-    for key_j in jax.random.split(key, k):
-        P = jnp.eye(d) - jnp.asarray(V @ V.T)  # project out the directions found so far
-        v = np.asarray(ascend(jax.random.normal(key_j, (d,), dtype=S.dtype), P))
-        V = np.column_stack([V, v])
-    return V, np.array([float(rayleigh(jnp.asarray(v))) for v in V.T])
+    for j in range(k):
+        P = np.eye(d) - V @ V.T  # project out the directions found so far
+        V = np.column_stack([V, np.asarray(ascend(starts[j], jnp.asarray(P)))])
+    return V, np.einsum("ij,ik,kj->j", V, S_host, V) / np.einsum("ij,ij->j", V, V)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -963,8 +963,8 @@ def _sum_log_likelihoods(models, chunks: Iterable) -> tuple[np.ndarray, int]:
         if chunk.shape[0] == 0:
             continue
         try:
-            for k, model in enumerate(models):
-                total[k] += float(jnp.sum(log_likelihood(model, chunk).astype(jnp.result_type(float))))
+            for k, model in enumerate(models):  # (rows,) values to the host, summed in float64
+                total[k] += np.sum(np.asarray(log_likelihood(model, chunk)), dtype=np.float64)
         except ValueError as exc:
             raise ValueError(f"chunk {i} (starting at row {n} of the data): {exc}") from None
         n += chunk.shape[0]
