@@ -463,29 +463,33 @@ def _eigh_descending(S, xp=np):
     return eigvals[::-1], eigvecs[:, ::-1]
 
 
-def _sigma2_floor(eigvals, min_sigma2, xp=np):
-    """``(floor, average variance)``: the smallest sigma2 a fit may return (see the module docstring)."""
-    avg_var = xp.sum(eigvals) / eigvals.shape[0]
-    floor = SIGMA2_FLOOR * avg_var if min_sigma2 is None else xp.asarray(min_sigma2, eigvals.dtype)
-    return floor, avg_var
+def _sigma2_floor(avg_var, min_sigma2, dtype):
+    """The smallest sigma2 a fit may return (see the module docstring), from the average variance."""
+    return SIGMA2_FLOOR * avg_var if min_sigma2 is None else jnp.asarray(min_sigma2, dtype)
+
+
+def _tipping_bishop(lam_q, U_q, discarded, floor, xp=np):
+    """The MLE ``(W (d, q), sigma2)`` from the q largest eigenpairs of the covariance (descending) and
+    the mean of the d - q discarded eigenvalues: sigma2 = that mean, W = U_q (Lambda_q - sigma2 I)^(1/2)."""
+    sigma2 = xp.maximum(discarded, floor)
+    q = U_q.shape[1]
+    # Fix each column's sign (largest-magnitude entry positive) so fits are reproducible.
+    signs = xp.sign(U_q[xp.argmax(xp.abs(U_q), axis=0), xp.arange(q)])
+    W = U_q * (signs * xp.sqrt(xp.clip(lam_q - sigma2, 0.0, None)))[None, :]
+    return W, sigma2
 
 
 def _closed_form_from_eig(eigvals, eigvecs, q: int, floor, xp=np):
-    """Tipping & Bishop's MLE ``(W (d, q), sigma2)`` given the descending eigenpairs of the covariance."""
+    """:func:`_tipping_bishop` from all the eigenpairs, descending."""
     lam = xp.clip(eigvals, 0.0, None)  # round-off can leave tiny negative eigenvalues
-    sigma2 = xp.maximum(xp.mean(lam[q:]), floor)
-    U = eigvecs[:, :q]
-    # Fix each column's sign (largest-magnitude entry positive) so fits are reproducible.
-    signs = xp.sign(U[xp.argmax(xp.abs(U), axis=0), xp.arange(q)])
-    W = U * (signs * xp.sqrt(xp.clip(lam[:q] - sigma2, 0.0, None)))[None, :]
-    return W, sigma2
+    return _tipping_bishop(lam[:q], eigvecs[:, :q], xp.mean(lam[q:]), floor, xp)
 
 
 @functools.partial(jax.jit, static_argnames="q")
 def _closed_form_from_moments_jax(mean, S, q, min_sigma2):
     eigvals, eigvecs = _eigh_descending(S, jnp)
-    floor, avg_var = _sigma2_floor(eigvals, min_sigma2, jnp)
-    W, sigma2 = _closed_form_from_eig(eigvals, eigvecs, q, floor, jnp)
+    avg_var = jnp.trace(S) / S.shape[0]
+    W, sigma2 = _closed_form_from_eig(eigvals, eigvecs, q, _sigma2_floor(avg_var, min_sigma2, S.dtype), jnp)
     ok = jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(S))
     return PPCA(W, mean, sigma2), ok, avg_var
 
@@ -497,10 +501,17 @@ def _fit_closed_form_jax(X, q, min_sigma2):
 
 
 def _closed_form_host(mean, S, q, min_sigma2, dtype) -> PPCA:
-    eigvals, eigvecs = _eigh_descending(S)
-    floor, avg_var = _sigma2_floor(eigvals, min_sigma2)
-    _check_variance(avg_var)
-    W, sigma2 = _closed_form_from_eig(eigvals, eigvecs, q, floor)
+    """The closed form from only the q largest eigenpairs (LAPACK ``syevx``, cheaper than all d of
+    them): the discarded eigenvalues enter only through their sum, trace(S) minus the kept ones."""
+    from scipy.linalg import eigh  # scipy is a dependency of jax
+
+    d = S.shape[0]
+    trace = float(np.trace(S))
+    _check_variance(trace / d)
+    lam_q, U_q = eigh(S, subset_by_index=[d - q, d - 1], driver="evx")
+    lam_q, U_q = np.clip(lam_q[::-1], 0.0, None), U_q[:, ::-1]
+    floor = float(_sigma2_floor(trace / d, min_sigma2, np.float64))
+    W, sigma2 = _tipping_bishop(lam_q, U_q, (trace - float(np.sum(lam_q))) / (d - q), floor)
     return PPCA(jnp.asarray(W.astype(dtype)), jnp.asarray(mean.astype(dtype)),
                 jnp.asarray(np.asarray(sigma2, dtype)))
 
@@ -829,9 +840,10 @@ def heldout_log_likelihood(X_train, X_test, qs, *, min_sigma2: float | None = No
     qs = [_check_q(q, d) for q in qs]
     mean, S = _moments(X_train, "X_train")
     eigvals, eigvecs = _eigh_descending(S)
-    floor, avg_var = _sigma2_floor(eigvals, min_sigma2)
+    avg_var = float(np.trace(S)) / d
     _check_variance(avg_var)
-    models = _models_for_qs(mean, eigvals, eigvecs, qs, floor, X_train.dtype)
+    models = _models_for_qs(mean, eigvals, eigvecs, qs, float(_sigma2_floor(avg_var, min_sigma2, S.dtype)),
+                            X_train.dtype)
     return np.array([float(jnp.mean(log_likelihood(model, X_test))) for model in models])
 
 
@@ -1010,7 +1022,7 @@ def fit_all_chunks(train_chunks: Callable[[], Iterable], test_chunks: Callable[[
     metrics["em"]["max_principal_angle_vs_closed_form"] = float(
         principal_angles(models["closed_form"].W, models["em"].W)[-1])
     eigvals, eigvecs = _eigh_descending(np.asarray(S, np.float64))
-    floor, _ = _sigma2_floor(eigvals, None)
+    floor = SIGMA2_FLOOR * float(np.trace(np.asarray(S, np.float64))) / d
     qs = [int(k) for k in qs if 1 <= int(k) < d]
     log(f"held-out log-likelihood of {list(fits)} and q in {qs} (one pass) ...")
     sweep = _models_for_qs(np.asarray(mean, np.float64), eigvals, eigvecs, qs, floor, np.float64)
