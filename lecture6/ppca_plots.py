@@ -123,13 +123,14 @@ def heldout_curve(qs, scores, q: int, path, *, d: int | None = None, levels: int
     # Keep the informative part in view: at most 1.5x the rise from the worst small-q score.
     rise = scores[i_best] - scores[:i_best + 1].min()
     bottom = scores[i_best] - 1.5 * rise - 1e-9 if rise > 0 else scores.min()
-    shown = np.maximum(scores, bottom)
-    ax.plot(qs, shown, "o-", ms=3)
-    for qq, s in zip(qs, scores):
-        if s < bottom:
+    low = scores < bottom
+    ax.plot(np.asarray(qs)[~low], scores[~low], "o-", ms=3)
+    if low.any():  # off the scale: a red triangle on the bottom edge, the value written above it
+        ax.plot(np.asarray(qs)[low], np.full(low.sum(), bottom), "v", ms=6, color="C3",
+                label="below the axis (value written)")
+        for qq, s in zip(np.asarray(qs)[low], scores[low]):
             ax.annotate(f"{s:.3g}", (qq, bottom), textcoords="offset points", xytext=(0, 6), ha="center",
                         fontsize=7, color="C3")
-    if (scores < bottom).any():
         ax.set_ylim(bottom - 0.05 * rise, None)
     ax.axvline(best, color="C2", ls=":", label=f"best held-out q = {best}")
     ax.axvline(q, color="C3", ls="--", label=f"fitted q = {q}")

@@ -72,7 +72,7 @@ def test_fit_ppca_writes_metrics_and_plots(tmp_path):
     assert sorted(os.listdir(tmp_path / "runs")) == ["ppca"]
 
 
-def test_latent_figures_are_written(tmp_path, rng):
+def test_latent_and_heldout_figures_are_written(tmp_path, rng):
     # 28x28 images as in MNIST; three labelled clusters in a 2-D latent space.
     W, b = rng.standard_normal((784, 4)) * 0.1, rng.uniform(0, 1, 784)
     ppca_plots.latent_traversal(W, b, (28, 28), tmp_path / "latent_traversal.png", vrange=(0.0, 1.0))
@@ -83,6 +83,10 @@ def test_latent_figures_are_written(tmp_path, rng):
     _check_png(tmp_path / "latent_space.png", min_size=(400, 400))
     with pytest.raises(ValueError, match=r"shape \(n, 2\), got \(150, 3\)"):
         ppca_plots.latent_space(np.zeros((150, 3)), labels, tmp_path / "bad.png")
+    # A held-out curve with a collapse far below the rest (drawn on the bottom edge) and a bits/dim axis.
+    ppca_plots.heldout_curve([1, 2, 5, 10, 20], [-10.0, 50.0, 80.0, 60.0, -1e6], 5, tmp_path / "heldout.png",
+                             d=784, levels=256)
+    _check_png(tmp_path / "heldout.png", min_size=(400, 250))
 
 
 def test_unknown_override_is_rejected(tmp_path):
