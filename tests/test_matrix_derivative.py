@@ -1,4 +1,4 @@
-"""Vectorizing a matrix (with the slide's erratum) and grad_W J = p x^T."""
+"""Vectorizing a matrix: vec/unvec, the slide's erratum, and grad_W J = p x^T."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,21 @@ import numpy as np
 import pytest
 
 from lecture6 import matrix_derivative as md
-from lecture6.jacobian import assert_jacobian, check_jacobian
+from lecture6.gradcheck import assert_jacobian, check_jacobian
+from lecture6.matrix_derivative import unvec, vec
+
+
+def test_vec_is_row_major_and_unvec_inverts():
+    W = jnp.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    np.testing.assert_array_equal(vec(W), [1, 2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(unvec(vec(W), (2, 3)), W)
+
+
+def test_unvec_rejects_wrong_size_and_rank():
+    with pytest.raises(ValueError, match="length 5 cannot fill shape"):
+        unvec(jnp.zeros(5), (2, 3))
+    with pytest.raises(ValueError, match="1-D"):
+        unvec(jnp.zeros((2, 3)), (6,))
 
 
 def test_corrected_2x2_vectorized_jacobian_passes(rng):
