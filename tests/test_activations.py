@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lecture6 import activations as A
-from lecture6.jacobian import check_jacobian
+from lecture6.gradcheck import check_jacobian
 
 NAMES = sorted(A.ACTIVATIONS)
 

@@ -1,8 +1,5 @@
 """The Jacobian checker: verdicts, reports, kinks, finite differences as a judge, float32, pytrees."""
 
-import subprocess
-import sys
-
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
@@ -118,7 +115,7 @@ def test_matrix_input_reports_index_in_original_shape():
 def test_matrix_output_uses_vec_on_both_sides():
     # f(X) = A X B has d vec[f] / d vec[X] = kron(A, B^T) with row-major vec.
     rng = np.random.default_rng(0)
-    A, B, X = (jnp.asarray(rng.normal(size=s)) for s in [(2, 3), (4, 5), (3, 4)])
+    A, B, X = (rng.normal(size=s) for s in [(2, 3), (4, 5), (3, 4)])
     res = check_jacobian(lambda X: A @ X @ B, X, lambda X: jnp.kron(A, B.T))
     assert res.ok, res.report()
     res = check_jacobian(lambda X: A @ X @ B, X, lambda X: jnp.kron(B.T, A))  # column-major: wrong
@@ -320,7 +317,7 @@ def test_a_custom_vjp_with_a_wrong_backward_rule_is_caught_by_fd():
 
 
 def test_functions_of_the_same_structure_share_a_program_but_not_their_constants(rng):
-    A1, A2 = jnp.asarray(rng.normal(size=(3, 2))), jnp.asarray(rng.normal(size=(3, 2)))
+    A1, A2 = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
     assert check_jacobian(lambda v: jnp.tanh(A1 @ v), X3, lambda v: (1 - jnp.tanh(A1 @ v) ** 2)[:, None] * A1).ok
     n_programs = len(gradcheck._PROGRAMS)
     # a new closure over other constants: the same programs, run with A2
@@ -347,6 +344,13 @@ def test_custom_rules_with_the_same_name_do_not_share_a_program():
     assert check_jacobian(right, Z, lambda z: jnp.diag(jnp.cos(z))).ok
 
 
+def test_a_compiler_option_this_xla_does_not_know_is_dropped(monkeypatch):
+    monkeypatch.setitem(gradcheck.COMPILER_OPTIONS, "xla_no_such_option", True)
+    monkeypatch.setattr(gradcheck, "_UNKNOWN_OPTIONS", set())
+    res = check_jacobian(lambda v: v**3 + 0.125, X3, lambda v: jnp.diag(3 * v**2))  # a new program: compiled
+    assert res.ok and gradcheck._UNKNOWN_OPTIONS == {"xla_no_such_option"}
+
+
 # --- float32 ----------------------------------------------------------------------------------------
 
 
@@ -361,6 +365,7 @@ def test_float32_inputs_use_float32_tolerances():
 
 def test_float32_with_x64_off_as_scripts_run():
     # The scripts' default: no x64, so finite differences are float32 too (step ~5e-3, FD tolerance 1e-2).
+    # jax.enable_x64(False) switches the mode for this block only, as a process that never enabled it.
     with jax.enable_x64(False):
         x = jnp.array([0.3, 1.7])
         assert x.dtype == jnp.float32
@@ -375,23 +380,6 @@ def test_float32_with_x64_off_as_scripts_run():
         copy = check_jacobian(softplus_wrong_rule, Z.astype(jnp.float32), lambda z: jnp.diag(jax.nn.sigmoid(-z)))
         assert copy.hand_matches_autodiff and not copy.autodiff_matches_fd
         assert check_jacobian(jax.nn.relu, jnp.array([0.0, 1.5]), relu_jac).ok
-
-
-def test_float32_in_a_fresh_process_without_x64():
-    # The same in a process that never turned x64 on (the context manager above only switches it).
-    code = (
-        "import jax, jax.numpy as jnp\n"
-        "from lecture6.gradcheck import check_jacobian\n"
-        "x = jnp.array([0.3, 1.7])\n"
-        "f = lambda x: jnp.stack([2 * x[0] + x[1], jnp.pi * x[1], -x[0] / x[1]])\n"
-        "J = lambda x: jnp.array([[2.0, 1.0], [0.0, jnp.pi], [-1 / x[1], x[0] / x[1] ** 2]])\n"
-        "assert not jax.config.jax_enable_x64 and x.dtype == jnp.float32\n"
-        "assert check_jacobian(f, x, J).ok\n"
-        "assert not check_jacobian(f, x, lambda x: J(x).at[2, 1].multiply(1.01)).ok\n"
-        "print('ok')\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 # --- property test: random compositions of affine and element-wise maps -----------------------------
@@ -411,16 +399,16 @@ def random_composition(seed, in_shape, n_out, width=4):
     code), so every draw of one shape shares one compiled program."""
     rng = np.random.default_rng(seed)
     n_in = int(np.prod(in_shape))
-    A = [jnp.asarray(rng.normal(size=(width, n_in)) / np.sqrt(n_in)),
-         jnp.asarray(rng.normal(size=(n_out, width)) / np.sqrt(width))]
-    c = [jnp.asarray(rng.normal(size=width)), jnp.asarray(rng.normal(size=n_out))]
-    pick = [jnp.asarray(np.eye(len(ELEMENTWISE))[i]) for i in rng.integers(0, len(ELEMENTWISE), size=2)]
+    A = [rng.normal(size=(width, n_in)) / np.sqrt(n_in), rng.normal(size=(n_out, width)) / np.sqrt(width)]
+    c = [rng.normal(size=width), rng.normal(size=n_out)]
+    pick = [np.eye(len(ELEMENTWISE))[i] for i in rng.integers(0, len(ELEMENTWISE), size=2)]
 
+    # (w as a jnp array: w[i] of a NumPy w would be a scalar baked into the program, one program per pick)
     def sigma(w, z):
-        return sum(w[i] * s(z) for i, (s, _) in enumerate(ELEMENTWISE))
+        return sum(jnp.asarray(w)[i] * s(z) for i, (s, _) in enumerate(ELEMENTWISE))
 
     def sigma_grad(w, z):
-        return sum(w[i] * ds(z) for i, (_, ds) in enumerate(ELEMENTWISE))
+        return sum(jnp.asarray(w)[i] * ds(z) for i, (_, ds) in enumerate(ELEMENTWISE))
 
     def f(x):
         u = vec(x)
@@ -444,15 +432,20 @@ def random_composition(seed, in_shape, n_out, width=4):
 def test_random_compositions_hand_equals_jacfwd_jacrev_fd(seed, shapes):
     in_shape, n_out = shapes  # a vector and a matrix input; a square Jacobian and a gradient
     f, jac = random_composition(seed, in_shape, n_out)
-    x = jnp.asarray(np.random.default_rng(seed + 1).normal(size=in_shape))
+    x = np.random.default_rng(seed + 1).normal(size=in_shape)
     res = check_jacobian(f, x, jac)
     assert res.ok, res.report()
     np.testing.assert_allclose(res.jacobians["jacrev"], res.jacobians["hand"], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(res.jacobians["fd"], res.jacobians["hand"], rtol=1e-5, atol=1e-6)
-    # ...and the same composition with entry (0, 0) off by 1e-3 relative is caught.
-    bump = jnp.ones((n_out, x.size)).at[0, 0].set(1 + 1e-3)
+    # ...and the same composition with its largest entry off by 1e-3 relative is caught (unless every
+    # entry is below ~1e-6, where 1e-3 of it is inside atol = 1e-9 on a scale of at least 1).
+    J = res.jacobians["hand"]
+    worst = np.unravel_index(np.argmax(np.abs(J)), J.shape)
+    bump = np.ones(J.shape)
+    bump[worst] += 1e-3
     res_bad = check_jacobian(f, x, lambda x: jac(x) * bump)
-    assert res_bad.ok == bool(abs(res.jacobians["hand"][0, 0]) < 1e-9)
+    assert res_bad.ok == bool(np.abs(J).max() < 1e-6)
+    assert res_bad.ok or res_bad.worst == worst
 
 
 # --- gradients of functions of a pytree (an MLP's params) -------------------------------------------

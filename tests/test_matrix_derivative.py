@@ -1,6 +1,5 @@
 """Vectorizing a matrix: vec/unvec, the slide's erratum, and grad_W J = p x^T."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -52,22 +51,23 @@ def test_dz_dvecW_is_block_diagonal_with_x_transposed(n, m, rng):
     assert res.jacobians["fd"].shape == (n, n * m)
 
 
-@pytest.mark.parametrize("n,m", [(2, 2), (3, 5), (4, 1)])
+@pytest.mark.parametrize("n,m", [(2, 2), (3, 5)])
 def test_grad_W_is_p_x_transposed(n, m, rng):
-    t = jnp.asarray(rng.normal(size=n))
+    t = rng.normal(size=n)
 
     def J(z):
         return 0.5 * jnp.sum((jnp.tanh(z) - t) ** 2)
 
-    x, W = jnp.asarray(rng.normal(size=m)), jnp.asarray(rng.normal(size=(n, m)))
-    p = jax.grad(J)(W @ x)
-    auto = jax.grad(lambda M: J(M @ x))(W)
-    np.testing.assert_allclose(md.grad_W(p, x), auto, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(md.grad_W_via_chain(p, x), auto, rtol=1e-12, atol=1e-14)
-    # and against finite differences, through the checker (scalar J: gradient in W's shape)
-    assert_jacobian(lambda M: J(M @ x), W, lambda M: md.grad_W(jax.grad(J)(M @ x), x))
+    def p_of(z):  # (dJ/dz)^T, by hand
+        return (jnp.tanh(z) - t) * (1 - jnp.tanh(z) ** 2)
+
+    x, W = rng.normal(size=m), rng.normal(size=(n, m))
+    # both routes against jacfwd, jacrev and finite differences of J(W x) with respect to W
+    assert_jacobian(lambda M: J(M @ x), W, lambda M: md.grad_W(p_of(M @ x), x))
+    assert_jacobian(lambda M: J(M @ x), W, lambda M: md.grad_W_via_chain(p_of(M @ x), x))
     # x p^T (the transposed outer product) is wrong unless n == m and it happens to be symmetric
+    p = np.asarray(p_of(W @ x))
     if n != m:
-        assert jnp.outer(x, p).shape != auto.shape
+        assert np.outer(x, p).shape != W.shape
     else:
-        assert not np.allclose(jnp.outer(x, p), auto)
+        assert not check_jacobian(lambda M: J(M @ x), W, lambda M: jnp.outer(x, p_of(M @ x))).ok
