@@ -203,6 +203,8 @@ def jacobian_chain_grads(params, X, Y, *, activation: str = "relu", loss: str = 
     into the shape of ``W`` by :func:`lecture6.matrix_derivative.unvec`; then ``+ lambda W^(k)``. Quadratic in
     ``n`` and the widths: for checking on small problems, not for training.
     """
+    # The same checks, forward pass and loss gradient as backprop's, written out again so that each
+    # route reads from top to bottom on its own.
     _check_l2(l2)
     check_params(params)
     X, Y = _batch(X, Y)

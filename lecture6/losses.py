@@ -125,6 +125,7 @@ LOSSES: dict[str, tuple[Callable, Callable]] = {
 
 def get_loss(name: str) -> tuple[Callable, Callable]:
     """``(loss, loss_grad)`` for the loss called ``name`` (a key of :data:`LOSSES`)."""
+    # The lookup of lecture6.activations.get_activation, over this module's own registry.
     try:
         return LOSSES[name]
     except (KeyError, TypeError):

@@ -12,22 +12,20 @@ from lecture6.chain_rule import chain, chain_cost
 from lecture6.gradcheck import assert_jacobian, check_jacobian
 
 
-def points(rng, shape, k=4, away_from_zero=False):
-    pts = rng.uniform(-2, 2, size=(k, *shape))
-    if away_from_zero:
-        pts = np.sign(pts) * (0.5 + np.abs(pts))
-    return [jnp.asarray(p) for p in pts]
+def points(rng):
+    """Four random points of R^2 (the examples have no singularities to keep away from)."""
+    return rng.uniform(-2, 2, size=(4, 2))
 
 
 def test_chain_rule_example_product_is_three_quarters_zero(rng):
-    for x in points(rng, (2,)):
+    for x in points(rng):
         np.testing.assert_allclose(chain(cr.f_chain_jacobian(x), cr.g_chain_jacobian(x)), [[0.75, 0.0]])
         assert_jacobian(cr.f_chain, x[:1].repeat(3) + jnp.arange(3.0), cr.f_chain_jacobian)
         assert_jacobian(cr.g_chain, x, cr.g_chain_jacobian)
 
 
 def test_substitution_equals_composition(rng):
-    for x in points(rng, (2,)):
+    for x in points(rng):
         np.testing.assert_allclose(cr.f_chain(cr.g_chain(x)), cr.fg_substituted(x), rtol=1e-14)
         assert_jacobian(lambda v: cr.f_chain(cr.g_chain(v)), x, cr.fg_jacobian)
 
@@ -44,7 +42,7 @@ def test_chain_rule_in_the_wrong_order_is_wrong():
 
 
 def test_three_function_chain(rng):
-    for x in points(rng, (2,)):
+    for x in points(rng):
         assert_jacobian(cr.fgh, x, lambda v: chain(*cr.fgh_jacobian_factors(v)))
         assert_jacobian(cr.h_chain, x, cr.h_chain_jacobian)
 
