@@ -269,6 +269,7 @@ def _run(program: Callable, program_key, traced: list, *args):
 class _Evaluation:
     """Everything computed from ``f``; Jacobians ``(n_out, n_in)``, differences per step level."""
 
+    out_shape: tuple[int, ...]  # the shape of f(x)
     jacfwd: np.ndarray | None  # (n_out, n_in); None when f has a custom_vjp rule (no forward mode)
     jacrev: np.ndarray | None
     f0: np.ndarray  # (n_out,): f(x), in the FD dtype
@@ -280,8 +281,12 @@ class _Evaluation:
 
 
 def _evaluation_program(fns, v_ad, v_fd, plus, minus, *, autodiff: bool, forward: bool = True):
-    """jacfwd, jacrev, f(x) and f with entry j replaced by ``plus[l, j]`` / ``minus[l, j]``, for all l, j."""
-    g_ad, g_fd = fns
+    """jacfwd, jacrev, f(x) and f with entry j replaced by ``plus[l, j]`` / ``minus[l, j]``, for all l, j.
+
+    ``fns`` are f of ``vec[x]`` (for autodiff, and for finite differences); their outputs are flattened
+    here, so that every Jacobian is 2-D.
+    """
+    g_ad, g_fd = ((lambda v, fn=fn: jnp.reshape(fn(v), (-1,))) for fn in fns)
     cols = jnp.arange(v_fd.shape[0])
 
     def at_each_entry(values):  # (n_in,) -> (n_in, n_out): f with entry j set to values[j]
@@ -301,7 +306,7 @@ def _uses_custom_vjp(jaxpr) -> bool:
                for e in jaxpr.eqns)
 
 
-def _evaluate(f: Callable, x: jax.Array, *, autodiff: bool = True) -> _Evaluation:
+def _evaluate(f: Callable, x: np.ndarray | jax.Array, *, autodiff: bool = True) -> _Evaluation:
     dtype = _fd_dtype()
     v_fd = np.asarray(x, dtype=dtype).reshape(-1)
     eps = float(np.finfo(dtype).eps)
@@ -309,21 +314,25 @@ def _evaluate(f: Callable, x: jax.Array, *, autodiff: bool = True) -> _Evaluatio
     plus = v_fd[None, :] + h.astype(dtype)  # rounded in the FD dtype: the step is plus - v, not h
     minus = v_fd[None, :] - h.astype(dtype)
 
-    def g(v):
-        return jnp.reshape(f(jnp.reshape(v, x.shape)), (-1,))
+    def f_of_vec(v):
+        return f(jnp.reshape(v, x.shape))
 
     v_ad = np.asarray(x).reshape(-1)  # NumPy: an eager jnp.reshape would compile a program per shape
-    traced_ad = _trace(g, v_ad)
-    traced_fd = traced_ad if v_ad.dtype == dtype else _trace(g, v_fd)
+    traced_ad = _trace(f_of_vec, v_ad)
+    out_aval = traced_ad[1]
+    if not (hasattr(out_aval, "dtype") and jnp.issubdtype(out_aval.dtype, jnp.floating)):
+        raise TypeError(f"check_jacobian needs f to return one real floating-point array, got {out_aval}")
+    traced_fd = traced_ad if v_ad.dtype == dtype else _trace(f_of_vec, v_fd)
     forward = not _uses_custom_vjp(traced_ad[0].jaxpr)
-    out = _run(functools.partial(_evaluation_program, autodiff=autodiff, forward=forward),
-               ("evaluation", autodiff, forward), [traced_ad, traced_fd], v_ad, v_fd, plus, minus)
-    out = [np.asarray(o, dtype=np.float64) for o in out]
+    values = _run(functools.partial(_evaluation_program, autodiff=autodiff, forward=forward),
+                  ("evaluation", autodiff, forward), [traced_ad, traced_fd], v_ad, v_fd, plus, minus)
+    out = [np.asarray(o, dtype=np.float64) for o in values]
     jf, jr = (out.pop(0), out.pop(0)) if autodiff else (None, None)
     jf = jf if forward else None
     f0, fp, fm = out
     return _Evaluation(
-        jacfwd=jf, jacrev=jr, f0=f0, fp=np.swapaxes(fp, 1, 2), fm=np.swapaxes(fm, 1, 2),
+        out_shape=tuple(out_aval.shape), jacfwd=jf, jacrev=jr, f0=f0,
+        fp=np.swapaxes(fp, 1, 2), fm=np.swapaxes(fm, 1, 2),
         hp=(plus - v_fd[None, :]).astype(np.float64), hm=(v_fd[None, :] - minus).astype(np.float64), eps=eps,
     )
 
@@ -336,7 +345,7 @@ _NOT_TRACEABLE = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConv
                   jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError)
 
 
-def _hand_jacobian(jac: Callable, x: jax.Array, in_shape, out_shape) -> np.ndarray:
+def _hand_jacobian(jac: Callable, x: np.ndarray | jax.Array, in_shape, out_shape) -> np.ndarray:
     """``jac(x)`` as the 2-D Jacobian; compiled when ``jac`` is traceable, else called as it is."""
     try:
         value = _run(_call_program, "call", [_trace(jac, x)], x)
@@ -670,18 +679,15 @@ def _max_errors(comp: _Comparison, ref: np.ndarray) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _validate(f: Callable, x) -> tuple[jax.Array, tuple[int, ...], tuple[int, ...]]:
-    x = jnp.asarray(x)
+def _validate(x) -> np.ndarray | jax.Array:
+    x = x if isinstance(x, jax.Array) else np.asarray(x)  # (jnp.asarray would compile per shape)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"check_jacobian needs a real floating-point x, got dtype {x.dtype}")
     if x.size == 0:
         raise ValueError(f"check_jacobian needs a non-empty x, got shape {x.shape}")
     if not np.all(np.isfinite(np.asarray(x))):
         raise ValueError(f"check_jacobian: x contains NaN or inf: {x}")
-    out = jax.eval_shape(f, x)
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise TypeError(f"check_jacobian needs f to return real floating-point values, got dtype {out.dtype}")
-    return x, tuple(x.shape), tuple(out.shape)
+    return x
 
 
 def check_jacobian(
@@ -711,13 +717,14 @@ def check_jacobian(
     Returns:
       A :class:`JacobianCheck`; ``result.ok`` is the verdict, ``print(result)`` gives the report.
     """
-    x, in_shape, out_shape = _validate(f, x)
+    x = _validate(x)
     d_rtol, d_atol = default_tolerances(x.dtype)
     rtol = d_rtol if rtol is None else float(rtol)
     atol = d_atol if atol is None else float(atol)
     fd_rtol, fd_atol = _fd_tolerances(x.dtype, fd_rtol, fd_atol)
 
     ev = _evaluate(f, x)  # f is evaluated on vec[x] and returns vec[f]: the Jacobians are 2-D already
+    in_shape, out_shape = tuple(x.shape), ev.out_shape
     # jacfwd stands for autodiff; a custom_vjp function has reverse mode only, and jacrev stands in.
     ad_name, ad = ("jacfwd", ev.jacfwd) if ev.jacfwd is not None else ("jacrev", ev.jacrev)
     hand = None if jac is None else _hand_jacobian(jac, x, in_shape, out_shape)
@@ -791,7 +798,7 @@ def assert_jacobian(f: Callable, x, jac: Callable, **kw) -> JacobianCheck:
 
 def finite_difference_jacobian(f: Callable, x) -> np.ndarray:
     """Central-difference 2-D Jacobian of ``f`` at ``x`` (float64 when x64 is on), step per entry."""
-    x = jnp.asarray(x)
+    x = _validate(x)
     return _differences(_evaluate(f, x, autodiff=False)).central[0]
 
 
