@@ -12,10 +12,10 @@ the transposed gradient).
    the hand Jacobian is evaluated by its own compiled program.
 2. **finite differences** (:func:`_differences`): left, right and central differences at each step,
    with a bound on their rounding error.
-3. **kinks** (:func:`_find_kinks`, :func:`_judge_kinks`): entries where ``f`` is not differentiable at
-   ``x`` along input ``j`` (the one-sided differences disagree at every step: ReLU or Heaviside at 0).
-   There the candidate (the hand value, or ``jacfwd`` without one) must be a one-sided derivative or
-   lie between the two (a subgradient); across a jump, the finite one-sided derivative.
+3. **kinks** (:func:`_find_kinks`, :func:`_judge_kinks`, :func:`_judged_with_kinks`): entries where
+   ``f`` is not differentiable at ``x`` along input ``j`` (the one-sided differences disagree at every
+   step: ReLU or Heaviside at 0). There the candidate (the hand value, or ``jacfwd`` without one) must
+   be a one-sided derivative or lie between the two (a subgradient); across a jump, the finite one.
 4. **comparisons**, each a boolean field of :class:`JacobianCheck`:
 
    * ``autodiff_finite``: ``jacfwd`` and ``jacrev`` have no NaN or inf;
@@ -31,7 +31,9 @@ the transposed gradient).
 **Finite differences judge autodiff.** ``jacfwd`` and ``jacrev`` are only as right as the derivative
 rules they use; a wrong ``jax.custom_jvp`` makes both wrong in the same way, and a hand formula that
 copies it agrees with them. So wherever ``f`` is smooth, autodiff must also agree with finite
-differences, whatever the hand value, or the check fails and says so.
+differences, whatever the hand value, or the check fails and says so. A function with a
+``jax.custom_vjp`` rule has no forward mode: ``jacrev`` stands for autodiff, and finite differences
+judge its backward rule.
 """
 
 from __future__ import annotations
@@ -470,6 +472,11 @@ class _Comparison:
     tol: np.ndarray
     bad: np.ndarray  # NaN counts as bad
 
+    def worst(self) -> tuple[int, int]:
+        """The entry furthest outside its tolerance (relative to it), NaN first."""
+        score = self.score()
+        return tuple(int(i) for i in np.unravel_index(np.argmax(score), score.shape))
+
     def worst_first(self) -> list[tuple[int, int]]:
         score = self.score()
         return [tuple(int(i) for i in np.unravel_index(k, score.shape))
@@ -487,6 +494,16 @@ def _compare(cand: np.ndarray, ref: np.ndarray, tol: np.ndarray, skip: np.ndarra
     if skip is not None:
         bad &= ~skip
     return _Comparison(abs_err, tol, bad)
+
+
+def _judged_with_kinks(primary: _Comparison, kinks: list[KinkEntry]) -> _Comparison:
+    """``primary`` with every kink entry judged by its one-sided derivatives instead of the reference."""
+    abs_err, bad = primary.abs_err.copy(), primary.bad.copy()
+    for k in kinks:
+        bad[k.row, k.col] = not k.accepted
+        if k.accepted:
+            abs_err[k.row, k.col] = 0.0
+    return _Comparison(abs_err, primary.tol, bad)
 
 
 def _compare_modes(ev: _Evaluation, scale: float, rtol: float, atol: float) -> _Comparison:
@@ -742,15 +759,7 @@ def check_jacobian(
         cand, ref, reference, primary = ad, fd, "fd", ad_fd
     kinks = _judge_kinks(cand, d, kink, scale, fd_rtol, fd_atol, hand is not None)
 
-    # A kink entry is judged by its one-sided derivatives, not by the reference value.
-    abs_err, bad = primary.abs_err.copy(), primary.bad.copy()
-    for k in kinks:
-        bad[k.row, k.col] = not k.accepted
-        if k.accepted:
-            abs_err[k.row, k.col] = 0.0
-    judged = _Comparison(abs_err, primary.tol, bad)
-    score = judged.score()
-    worst = tuple(int(i) for i in np.unravel_index(np.argmax(score), score.shape))
+    judged = _judged_with_kinks(primary, kinks)
 
     notes = []
     if ev.jacfwd is None:
@@ -758,7 +767,7 @@ def check_jacobian(
                      "stands for autodiff")
     if kinks:
         notes.append(f"{len(kinks)} entries at a kink were judged against one-sided derivatives")
-    if hand is not None and bad.any():
+    if hand is not None and judged.bad.any():
         notes.extend(_diagnose(hand, ad, primary.tol))
     max_abs, max_rel = _max_errors(judged, ref)
     routes = {"hand": hand, "jacfwd": ev.jacfwd, "jacrev": ev.jacrev, "fd": fd}
@@ -770,7 +779,7 @@ def check_jacobian(
         kinks_explain=all(k.accepted for k in kinks),
         max_abs_error=max_abs,
         max_rel_error=max_rel,
-        worst=worst,
+        worst=judged.worst(),
         mismatches=judged.worst_first(),
         mode_mismatches=modes.worst_first(),
         fd_mismatches=ad_fd.worst_first(),
