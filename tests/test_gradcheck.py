@@ -385,12 +385,10 @@ def test_float32_with_x64_off_as_scripts_run():
 
 # --- property test: random compositions of affine and element-wise maps -----------------------------
 
-ELEMENTWISE = [  # (sigma, sigma') pairs
+ELEMENTWISE = [  # (sigma, sigma') pairs: saturating, periodic, unbounded (each one adds to the compile time)
     (jnp.tanh, lambda u: 1 - jnp.tanh(u) ** 2),
     (jnp.sin, jnp.cos),
-    (jax.nn.softplus, jax.nn.sigmoid),
     (jnp.square, lambda u: 2 * u),
-    (jax.nn.sigmoid, lambda u: jax.nn.sigmoid(u) * (1 - jax.nn.sigmoid(u))),
 ]
 
 
