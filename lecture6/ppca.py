@@ -404,6 +404,16 @@ def _moments_jax_body(X):
 _moments_jax = jax.jit(_moments_jax_body)
 
 
+def _merge_moments(n_a, mean_a, M2_a, n_b, mean_b, S_b):
+    """Chan, Golub & LeVeque's pairwise update: the mean and M2 = n S of the union of two sets of rows."""
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return mean_a + delta * (n_b / n), M2_a + S_b * n_b + (delta[:, None] * delta[None, :]) * (n_a * n_b / n)
+
+
+_merge_moments_jax = jax.jit(_merge_moments)
+
+
 def moments_chunks(chunks: Iterable) -> tuple:
     """Mean ``(d,)``, (1/n) covariance ``(d, d)`` and row count n of the rows of all ``chunks``, one pass.
 
@@ -445,11 +455,9 @@ def moments_chunks(chunks: Iterable) -> tuple:
         if mean is None:
             n, mean, M2 = n_b, mean_b, S_b * n_b
             continue
-        n_ab = n + n_b
-        delta = mean_b - mean
-        mean = mean + delta * (n_b / n_ab)
-        M2 = M2 + S_b * n_b + (delta[:, None] * delta[None, :]) * (n * n_b / n_ab)
-        n = n_ab
+        merge = _merge_moments if isinstance(M2, np.ndarray) and host else _merge_moments_jax
+        mean, M2 = merge(n, mean, M2, n_b, mean_b, S_b)
+        n += n_b
     if n < 2:
         raise ValueError(f"the chunks hold n={n} rows in all; at least 2 are needed to fit a covariance")
     return mean, M2 / n, n
