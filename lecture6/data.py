@@ -325,3 +325,193 @@ def bits_per_dim(loglik, d: int, levels: int | None = None):
     loglik = np.asarray(loglik, dtype=np.float64)
     shift = 0.0 if levels is None else d * math.log(levels)
     return (shift - loglik) / (d * math.log(2.0))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Row chunks of files larger than memory (for lecture6.ppca.moments_chunks and friends)
+
+CHUNK_PARTS = ("all", "train", "test")
+_CHUNK_BYTES = 32 * 2**20  # default chunk size: 32 MiB of file rows
+
+
+def heldout_mask(key, n: int, *, test_fraction: float = 0.2) -> np.ndarray:
+    """Boolean ``(n,)``: True for the rows that ``train_test_split(key, X, test_fraction=...)`` holds out.
+
+    The same rule (``jax.random.permutation(key, n)``, its first ``round(n * test_fraction)`` entries are
+    the held-out rows), as a mask, so that a file can be split while it is read in order. Holds n bytes
+    (plus the permutation while it is drawn), not the data.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = round(n * test_fraction)
+    if n_test < 1 or n_test >= n:
+        raise ValueError(f"test_fraction={test_fraction} leaves no train or no test rows out of n={n}")
+    mask = np.zeros(n, dtype=bool)
+    mask[np.asarray(jax.random.permutation(key, n))[:n_test]] = True
+    return mask
+
+
+def _chunk_rows(n: int, row_bytes: int, key, part: str, test_fraction: float, rows_per_chunk):
+    """Validate the chunking arguments; return ``(rows per chunk, row selection mask or None)``."""
+    if part not in CHUNK_PARTS:
+        raise ValueError(f"part must be one of {CHUNK_PARTS}, got {part!r}")
+    if part != "all" and key is None:
+        raise ValueError(f"part={part!r} needs the split key (the one given to train_test_split)")
+    if rows_per_chunk is None:
+        rows_per_chunk = max(1, _CHUNK_BYTES // max(row_bytes, 1))
+    if isinstance(rows_per_chunk, bool) or not isinstance(rows_per_chunk, (int, np.integer)) or rows_per_chunk < 1:
+        raise ValueError(f"rows_per_chunk must be a positive integer, got {rows_per_chunk!r}")
+    if part == "all":
+        return int(rows_per_chunk), None
+    test = heldout_mask(key, n, test_fraction=test_fraction)
+    return int(rows_per_chunk), (test if part == "test" else ~test)
+
+
+def _select(rows: np.ndarray, keep) -> np.ndarray:
+    return np.array(rows) if keep is None else rows[keep]  # a copy in memory either way
+
+
+def npy_chunks(path, rows_per_chunk: int | None = None, *, key=None, part: str = "all",
+               test_fraction: float = 0.2, dtype=None):
+    """Row chunks ``(k, d)`` of the array in the ``.npy`` file ``path``, read in file order.
+
+    The file is memory-mapped (``np.load(path, mmap_mode="r")`` for its header), and each chunk of
+    ``rows_per_chunk`` file rows (default: 32 MiB worth) through its own map that is closed before
+    the next, so resident memory stays about one chunk, whatever the file size (the pages of one
+    long-lived map would count towards the process's resident memory as they are read). An array of
+    shape ``(n, ...)`` gives rows of ``d = prod(...)`` values. ``part="train"`` / ``"test"`` with the
+    split ``key`` keeps the rows that ``train_test_split(key, X, test_fraction=...)`` would put in that
+    part (:func:`heldout_mask`), in file order rather than shuffled; chunks left empty are skipped.
+    Chunks have the file's dtype unless ``dtype`` is given. Returns a generator; the file is checked
+    when this is called, not at the first chunk.
+    """
+    path = os.fspath(path)
+    header = np.load(path, mmap_mode="r")
+    if not isinstance(header, np.memmap):
+        raise ValueError(f"{path}: not a memory-mappable .npy array (an object array or a .npz?)")
+    if header.ndim < 2:
+        raise ValueError(f"{path}: the array must have rows, shape (n, d, ...); got shape {header.shape}")
+    if header.ndim > 1 and not header.flags.c_contiguous:
+        raise ValueError(f"{path}: the array is stored in Fortran order; rows are read as contiguous "
+                         "runs, so save it C-ordered (np.save(path, np.ascontiguousarray(X)))")
+    n, d = header.shape[0], math.prod(header.shape[1:])
+    file_dtype, offset = header.dtype, header.offset
+    del header
+    rows, keep = _chunk_rows(n, d * file_dtype.itemsize, key, part, test_fraction, rows_per_chunk)
+
+    def chunks():
+        for start in range(0, n, rows):
+            stop = min(n, start + rows)
+            sel = None if keep is None else keep[start:stop]
+            if sel is not None and not sel.any():
+                continue
+            window = np.memmap(path, dtype=file_dtype, mode="r", shape=(stop - start, d),
+                               offset=offset + start * d * file_dtype.itemsize)
+            chunk = _select(window, sel)
+            del window  # unmapped here, before the consumer asks for the next chunk
+            yield chunk if dtype is None else chunk.astype(dtype, copy=False)
+
+    return chunks()
+
+
+def _idx_header(path: str):
+    """``(gzipped, dtype, shape, header bytes)`` of an IDX file, with :func:`read_idx`'s checks."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gzipped else open
+    with opener(path, "rb") as f:
+        try:
+            head = f.read(4)
+            if len(head) == 4 and head[0] == 0 and head[1] == 0 and head[2] in _IDX_DTYPES:
+                head += f.read(4 * head[3])
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+    if len(head) < 4:
+        raise ValueError(f"{path}: truncated IDX file ({len(head)} bytes, the header alone needs 4)")
+    if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path}: not an IDX file (magic number 0x{head[:4].hex()}; expected "
+                         f"0x0000TTKK with type code TT in {sorted(hex(t) for t in _IDX_DTYPES)})")
+    ndim = head[3]
+    if len(head) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: truncated IDX file (the header of a {ndim}-D array needs {4 + 4 * ndim} "
+                         "bytes)")
+    shape = tuple(int(s) for s in np.frombuffer(head, dtype=">u4", count=ndim, offset=4))
+    return gzipped, np.dtype(_IDX_DTYPES[head[2]]), shape, len(head)
+
+
+def idx_chunks(path, rows_per_chunk: int | None = None, *, key=None, part: str = "all",
+               test_fraction: float = 0.2, scale: float = 1.0):
+    """Row chunks ``(k, d)`` float64 of an IDX file (the MNIST format), read in file order, divided by ``scale``.
+
+    Rows are the first axis (an MNIST image file of shape (n, 28, 28) gives rows of d = 784 pixels).
+    An uncompressed file is memory-mapped one chunk at a time, as in :func:`npy_chunks`; a gzipped one
+    is decompressed as a stream. ``key``/``part``/``test_fraction`` select rows as :func:`npy_chunks`
+    does. A wrong magic number or a file whose size does not match its header raises ``ValueError``
+    naming the file (a gzipped file's length is known only at its end: there, at the last chunk).
+    """
+    path = os.fspath(path)
+    gzipped, file_dtype, shape, header = _idx_header(path)
+    if len(shape) < 1 or shape[0] == 0:
+        raise ValueError(f"{path}: the IDX array has no rows (shape {shape})")
+    n, d = shape[0], math.prod(shape[1:])
+    row_bytes = d * file_dtype.itemsize
+    expected = header + n * row_bytes
+    if not gzipped and os.path.getsize(path) != expected:
+        size = os.path.getsize(path)
+        raise ValueError(f"{path}: {'truncated IDX file' if size < expected else 'unexpected bytes after the data'}"
+                         f" ({size} bytes; shape {shape} of {file_dtype.name} needs {expected})")
+    rows, keep = _chunk_rows(n, row_bytes, key, part, test_fraction, rows_per_chunk)
+
+    def finish(raw: np.ndarray) -> np.ndarray:
+        out = raw.reshape(raw.shape[0], d).astype(np.float64)
+        if scale != 1.0:
+            out /= scale
+        return out
+
+    def mapped():
+        for start in range(0, n, rows):
+            stop = min(n, start + rows)
+            sel = None if keep is None else keep[start:stop]
+            if sel is not None and not sel.any():
+                continue
+            window = np.memmap(path, dtype=file_dtype, mode="r", shape=(stop - start, d),
+                               offset=header + start * row_bytes)
+            chunk = finish(_select(window, sel))
+            del window
+            yield chunk
+
+    def streamed():
+        with gzip.open(path, "rb") as f:
+            f.read(header)
+            for start in range(0, n, rows):
+                stop = min(n, start + rows)
+                try:
+                    raw = f.read((stop - start) * row_bytes)
+                except (OSError, EOFError) as exc:
+                    raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+                if len(raw) != (stop - start) * row_bytes:
+                    raise ValueError(f"{path}: truncated IDX file (the data end inside row "
+                                     f"{start + len(raw) // row_bytes} of {n})")
+                if stop == n and f.read(1):
+                    raise ValueError(f"{path}: unexpected bytes after the IDX data of shape {shape}")
+                sel = None if keep is None else keep[start:stop]
+                if sel is None or sel.any():
+                    yield finish(_select(np.frombuffer(raw, dtype=file_dtype).reshape(stop - start, d), sel))
+
+    return streamed() if gzipped else mapped()
+
+
+def mnist_chunks(path, split: str = "train", rows_per_chunk: int | None = None, *, key=None,
+                 part: str = "all", test_fraction: float = 0.2):
+    """:func:`load_mnist`'s images, chunk by chunk: rows ``(k, 784)`` float64 in [0, 1] (pixel / 255).
+
+    ``path`` is the directory with the IDX files, ``split`` ``"train"`` or ``"test"``; the chunks hold the
+    same values as the rows of ``load_mnist(path, split)[0]`` (:func:`idx_chunks` for the rest).
+    """
+    if split not in _MNIST_FILES:
+        raise ValueError(f"split must be one of {sorted(_MNIST_FILES)}, got {split!r}")
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"MNIST path {path!r} is not a directory holding the IDX files")
+    return idx_chunks(_find(path, _MNIST_FILES[split][0]), rows_per_chunk, key=key, part=part,
+                      test_fraction=test_fraction, scale=255.0)
