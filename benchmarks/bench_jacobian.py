@@ -1,11 +1,17 @@
-"""Time jacfwd, jacrev, jacobian(mode="auto") and a hand-written Jacobian on tall, wide and square maps.
+"""Time jacfwd, jacrev, jacobian(mode="auto") and a hand-written Jacobian; then the Jacobian checker.
 
-    .venv/bin/python benchmarks/bench_jacobian.py [--repeats 20]
+    .venv/bin/python benchmarks/bench_jacobian.py [--repeats 20] [--checks 5]
 
 f(x) = tanh(A x) with A of shape (n_out, n_in); the hand Jacobian is diag(1 - tanh(Ax)^2) A.
 Everything is jitted and warmed up; times are the best of ``--repeats`` rounds of 10 calls, interleaved
 (the minimum is the least load-sensitive statistic). Ratios are against the better of jacfwd/jacrev
 measured in the same run: ``auto`` should be within 1.2x of it.
+
+The checker section times ``check_jacobian`` as tests call it: on a fresh lambda per call, for
+``--checks`` compositions of distinct structure (each compiles a program) and then for the same
+structures with new constants (each reuses one). Baselines in the same run: the checker with XLA's
+default compiler options, and the evaluations it makes (jacfwd, jacrev, the finite-difference batch)
+done op by op, as a check without compiled programs would.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lecture6 import gradcheck
 from lecture6.jacobian import jacobian
 
 SHAPES = {"tall": (4000, 40), "wide": (40, 4000), "square": (600, 600)}
@@ -41,6 +48,8 @@ def median_times(fns: dict, *args, repeats: int, inner: int = 10) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--checks", type=int, default=5, choices=range(1, 6),
+                        help="structures per route in the checker section")
     args = parser.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({platform.processor() or platform.machine()}), "
           f"float32, best of {args.repeats} rounds of 10 calls, interleaved")
@@ -81,6 +90,57 @@ def main() -> None:
               + f" {t['auto'] / best:>9.2f} {t['hand'] / best:>9.2f}")
     print("\n".join(programs))
     print(f"worst auto / best-mode ratio: {worst_auto:.2f} (target <= 1.2)")
+    bench_checker(args.checks)
+
+
+def composition(seed: int):
+    """f(x) = s2(A2 s1(A1 x + c1) + c2), x in R^3, a hidden width of 2 to 5 and s1, s2 two of
+    tanh/sin/softplus/square, all by seed: a new structure (ops and shapes) for every seed below 16, the
+    same structure for seeds 16 apart, as a test suite checks many functions of many shapes."""
+    rng = np.random.default_rng(seed)
+    fns = [jnp.tanh, jnp.sin, jax.nn.softplus, jnp.square]
+    s1, s2, w = fns[seed % 4], fns[(seed // 4) % 4], 2 + seed % 16 // 4
+    A1, A2, c1, c2 = rng.normal(size=(w, 3)), rng.normal(size=(3, w)), rng.normal(size=w), rng.normal(size=3)
+    return (lambda x: s2(A2 @ s1(A1 @ x + c1) + c2)), rng.normal(size=3)
+
+
+def op_by_op(f, x):
+    """What a check evaluates, without compiling it: jacfwd, jacrev and the FD batch, eagerly."""
+    x = jnp.asarray(x)
+    steps = 6e-6 * jnp.concatenate([jnp.eye(3), -jnp.eye(3)] * 3)
+    return jax.jacfwd(f)(x), jax.jacrev(f)(x), jax.vmap(f)(x[None, :] + steps)
+
+
+def bench_checker(n: int) -> None:
+    def timed(fn, seeds):
+        out = []
+        for seed in seeds:
+            f, x = composition(seed)
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(f, x))
+            out.append(time.perf_counter() - t0)
+        return float(np.median(out))
+
+    def check(f, x):
+        return gradcheck.check_jacobian(f, x).jacobians["jacfwd"]
+
+    fast, default = dict(gradcheck.COMPILER_OPTIONS), {}
+    rows = []
+    for name, fn, options in [("check_jacobian", check, fast), ("  with XLA default options", check, default),
+                              ("op by op (no compiled program)", op_by_op, fast)]:
+        gradcheck.COMPILER_OPTIONS.clear()
+        gradcheck.COMPILER_OPTIONS.update(options)
+        gradcheck._PROGRAMS.clear()
+        offset = n * len(rows)  # other structures for each route, so that none starts warm
+        first = timed(fn, [offset + s for s in range(n)])
+        again = timed(fn, [offset + s + 16 * (1 + r) for r in range(2) for s in range(n)])
+        rows.append((name, first, again))
+    gradcheck.COMPILER_OPTIONS.update(fast)
+    print(f"\ncheck_jacobian on fresh lambdas, f: R^3 -> R^3 (2 layers), median seconds per check over {n} "
+          "structures")
+    print(f"{'':>34} {'new structure':>14} {'same structure':>15}")
+    for name, first, again in rows:
+        print(f"{name:>34} {first:>13.3f}s {again:>14.4f}s")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ Here ``a^(k)`` is the slide's ``z^(k)``. Also here:
 * :func:`softmax_ce_3layer_grads` -- the slide's closed forms for the 3-layer softmax network.
 * :func:`jacobian_chain_grads` -- the same gradients by building every Jacobian explicitly
   (``dJ/dyhat``, ``dyhat/dh``, ``dh/dz``, ``dz/dvec[W]``), multiplying them with
-  :func:`lecture6.jacobian.chain` and unvectorizing with :func:`lecture6.jacobian.unvec`: the slide's
+  :func:`lecture6.chain_rule.chain` and unvectorizing with :func:`lecture6.matrix_derivative.unvec`: the slide's
   "applying the chain rule is equivalent to multiplying a sequence of Jacobian matrices".
 """
 
@@ -33,8 +33,9 @@ import jax
 import jax.numpy as jnp
 
 from lecture6.activations import get_activation, relu_grad, softmax
-from lecture6.jacobian import chain, unvec
+from lecture6.chain_rule import chain
 from lecture6.losses import get_loss
+from lecture6.matrix_derivative import unvec
 from lecture6.mlp import check_params, forward
 
 
@@ -198,10 +199,12 @@ def jacobian_chain_grads(params, X, Y, *, activation: str = "relu", loss: str = 
     For layer ``k`` of ``l``:
     ``dJ/dvec[W^(k)] = dJ/dyhat . dyhat/dh^(l-1) . dh^(l-1)/dz^(l-1) ... dh^(k)/dz^(k) . dz^(k)/dvec[W^(k)]``,
     every factor a 2-D matrix built by hand (``dh/dz = diag(sigma'(z))``, ``dz/dh`` from :func:`linear_jacobians`,
-    ``dJ/dyhat`` the loss gradient as a row), multiplied by :func:`lecture6.jacobian.chain` and laid back
-    into the shape of ``W`` by :func:`lecture6.jacobian.unvec`; then ``+ lambda W^(k)``. Quadratic in
+    ``dJ/dyhat`` the loss gradient as a row), multiplied by :func:`lecture6.chain_rule.chain` and laid back
+    into the shape of ``W`` by :func:`lecture6.matrix_derivative.unvec`; then ``+ lambda W^(k)``. Quadratic in
     ``n`` and the widths: for checking on small problems, not for training.
     """
+    # The same checks, forward pass and loss gradient as backprop's, written out again so that each
+    # route reads from top to bottom on its own.
     _check_l2(l2)
     check_params(params)
     X, Y = _batch(X, Y)

