@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from lecture6.audit import Check, claim
+from lecture6.audit import Check, claim, sized
 from lecture6.data import xor
 from lecture6.train import make_train
 
@@ -22,7 +22,8 @@ _BASE = {"width": 2, "activation": "relu", "init": "he", "optimizer": "sgd", "lr
 
 def _run(**kw):
     X, y = xor()
-    return jax.block_until_ready(make_train(dict(_BASE, **kw), (X, y))(jax.random.key(0)))
+    config = dict(_BASE, seeds=sized(_SEEDS, 200), **kw)
+    return jax.block_until_ready(make_train(config, (X, y))(jax.random.key(0)))
 
 
 @claim(_S_GD, "gradient descent p <- p - eps df_MSE/dp, full batch, trains the 2-2-1 ReLU network to "
@@ -50,4 +51,4 @@ def _linear_never_solves() -> Check:
     res = _run(width=8, activation="identity", init="glorot")
     err = float(abs(np.median(np.asarray(res.final_loss, np.float64)) - 0.125))
     return Check(err, bool(not res.solved.any() and err < 1e-4),
-                 f"{int(res.solved.sum())} of {_SEEDS} seeds solved it")
+                 f"{int(res.solved.sum())} of {res.solved.shape[0]} seeds solved it")
