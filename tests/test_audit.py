@@ -102,11 +102,10 @@ def test_main_exits_one_on_a_failing_row_and_two_when_nothing_matches(monkeypatc
 
 
 def test_audit_cli_runs_quick_rows_selected_by_id():
-    out = subprocess.run([sys.executable, "-m", "lecture6.audit", "--quick", "-k", "networks.xor_"],
+    # One row that compiles nothing: the subprocess costs its start-up, not the audit.
+    out = subprocess.run([sys.executable, "-m", "lecture6.audit", "--quick", "-k", "networks.xor_linear"],
                          capture_output=True, text=True, check=False, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    ids = ("networks.xor_linear", "networks.xor_hidden", "networks.xor_solution", "networks.xor_row")
-    for cid in ids:
-        assert f"[{cid}]" in out.stdout
-    assert out.stdout.count("  PASS  ") == len(ids) and "  FAIL  " not in out.stdout
-    assert "(quick mode" in out.stdout and f"{len(ids)} passed, 0 failed" in out.stdout
+    assert "[networks.xor_linear]" in out.stdout and "== Crucial role of non-linearity ==" in out.stdout
+    assert out.stdout.count("  PASS  ") == 1 and "  FAIL  " not in out.stdout
+    assert "(quick mode" in out.stdout and "1 passed, 0 failed" in out.stdout

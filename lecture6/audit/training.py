@@ -53,10 +53,14 @@ class _Runs(NamedTuple):
 _TRAINERS: dict = {}
 
 
+def _trainer_key(make_train_fn, config: dict) -> tuple:
+    return make_train_fn, tuple(sorted(config.items()))
+
+
 def _run(seeds: int, **overrides) -> _Runs:
     """``seeds`` networks trained on XOR from ``jax.random.key(0)`` with ``_BASE`` updated by ``overrides``."""
     config = dict(_BASE, seeds=seeds, **overrides)
-    cache_key = (make_train, tuple(sorted(config.items())))
+    cache_key = _trainer_key(make_train, config)
     if cache_key not in _TRAINERS:
         _TRAINERS[cache_key] = make_train(config, xor())
     res = jax.block_until_ready(_TRAINERS[cache_key](jax.random.key(0)))
