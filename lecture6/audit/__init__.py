@@ -5,12 +5,23 @@ them all, runs every check, prints one row per claim (section, claim, how it was
 PASS/FAIL) and exits non-zero if any row fails. A check that raises is a FAIL row with the error,
 never a crash of the whole audit.
 
+Every row checks lecture6 code against a route that does not go through the code under test:
+autodiff, finite differences, a dense or brute-force reference written in the row, SciPy or
+scikit-learn. ``tests/test_audit_breaks.py`` breaks the library under each row on purpose and
+sees that row FAIL.
+
+``make audit`` (``python -m lecture6.audit``) runs every row at full size. ``--quick``
+(``run(quick=True)``, what the tests use) runs the same checks on smaller problems: fewer points,
+seeds and samples; a row reads its sizes with :func:`sized`.
+
 To add rows, add a module here with ``ORDER = <int>`` (its place in the lecture) and functions
-decorated with ``@claim(section, text, method)`` that return a :class:`Check`.
+decorated with ``@claim(section, text, method)`` that return a :class:`Check`. A row's id is
+``<module>.<function name without the leading underscore>``, e.g. ``jacobians.f_example``.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import importlib
 import pkgutil
@@ -38,10 +49,12 @@ class Claim:
     method: str
     run: Callable[[], Check]
     order: tuple[int, int]
+    id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class Row:
+    id: str
     section: str
     claim: str
     method: str
@@ -52,6 +65,22 @@ class Row:
 
 
 _REGISTRY: list[Claim] = []
+_QUICK = contextvars.ContextVar("lecture6_audit_quick", default=False)
+
+
+def sized(full, quick):
+    """``full`` when the audit runs at full size (``make audit``), ``quick`` in quick mode (the tests)."""
+    return quick if _QUICK.get() else full
+
+
+def is_quick() -> bool:
+    """Whether the claim being run is checked in quick mode."""
+    return _QUICK.get()
+
+
+def claim_id(fn: Callable) -> str:
+    """``<module>.<name>`` of a check function, without the leading underscore of its name."""
+    return f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__.lstrip('_')}"
 
 
 def claim(section: str, text: str, method: str):
@@ -59,8 +88,11 @@ def claim(section: str, text: str, method: str):
 
     def register(fn: Callable[[], Check]) -> Callable[[], Check]:
         module = sys.modules[fn.__module__]
+        cid = claim_id(fn)
+        if any(c.id == cid for c in _REGISTRY):
+            raise ValueError(f"audit claim id {cid!r} is registered twice")
         order = (getattr(module, "ORDER", 1000), len(_REGISTRY))
-        _REGISTRY.append(Claim(section, text, method, fn, order))
+        _REGISTRY.append(Claim(section, text, method, fn, order, cid))
         return fn
 
     return register
@@ -82,31 +114,41 @@ def claims() -> list[Claim]:
     return sorted(ordered, key=lambda c: (first[c.section], c.order))
 
 
-def run_claim(c: Claim) -> Row:
+def run_claim(c: Claim, *, quick: bool = False) -> Row:
+    """Run one claim's check (at full size, or on the smaller problems of quick mode) as a :class:`Row`."""
     start = time.perf_counter()
+    token = _QUICK.set(bool(quick))
     try:
         result = c.run()
     except Exception as exc:  # a broken check is a FAIL row, not a crash of the audit
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
         result = Check(None, False, f"check raised {tb}")
-    return Row(c.section, c.text, c.method, result.max_error, bool(result.passed), result.note,
+    finally:
+        _QUICK.reset(token)
+    return Row(c.id, c.section, c.text, c.method, result.max_error, bool(result.passed), result.note,
                time.perf_counter() - start)
 
 
-def run(select: str | None = None) -> list[Row]:
-    """Run every claim (or those whose section or text contains ``select``) and return the rows."""
-    chosen = [c for c in claims()
-              if select is None or select.lower() in (c.section + " " + c.text).lower()]
-    return [run_claim(c) for c in chosen]
+def _matches(c: Claim, select: str | None) -> bool:
+    return select is None or select.lower() in f"{c.id} {c.section} {c.text}".lower()
+
+
+def run(select: str | None = None, *, quick: bool = False) -> list[Row]:
+    """Run every claim (or those whose id, section or text contains ``select``) and return the rows.
+
+    ``quick=True`` runs the same checks on smaller problems (what the tests do); the default is the
+    full audit of ``make audit``.
+    """
+    return [run_claim(c, quick=quick) for c in claims() if _matches(c, select)]
 
 
 def _fmt_err(e: float | None) -> str:
     return "-" if e is None else f"{e:.1e}"
 
 
-def format_rows(rows: list[Row], width: int = 120) -> str:
+def format_rows(rows: list[Row], quick: bool = False) -> str:
     """A plain-text table, one claim per row; notes on an indented line below their row."""
-    lines = []
+    lines = ["(quick mode: the same checks on smaller problems)"] if quick else []
     section = None
     for r in rows:
         if r.section != section:
@@ -114,7 +156,7 @@ def format_rows(rows: list[Row], width: int = 120) -> str:
             lines.append("")
             lines.append(f"== {section} ==")
         status = "PASS" if r.passed else "FAIL"
-        lines.append(f"  {status}  {_fmt_err(r.max_error):>8}  {r.claim}")
+        lines.append(f"  {status}  {_fmt_err(r.max_error):>8}  {r.claim}  [{r.id}]")
         lines.append(f"{'':16}checked: {r.method}")
         if r.note:
             lines.append(f"{'':16}note: {r.note}")
@@ -139,13 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m lecture6.audit", description=__doc__.split("\n")[0])
-    parser.add_argument("-k", "--select", help="only claims whose section or text contains this")
+    parser.add_argument("-k", "--select", help="only claims whose id, section or text contains this")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead")
+    parser.add_argument("--quick", action="store_true",
+                        help="the same checks on smaller problems (seconds, not minutes)")
     args = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
-    rows = run(args.select)
+    rows = run(args.select, quick=args.quick)
     if not rows:
         print(f"no claim matches {args.select!r}", file=sys.stderr)
         return 2
-    print(format_markdown(rows) if args.markdown else format_rows(rows))
+    print(format_markdown(rows) if args.markdown else format_rows(rows, quick=args.quick))
     return 0 if all(r.passed for r in rows) else 1
