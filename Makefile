@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test audit bench lint clean
+.PHONY: demo test audit bench device-check lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_backprop.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_ppca.py
+
+# Device-relevant tests and float32 benchmarks on the backend JAX sees; writes benchmarks/RESULTS-<backend>.md.
+device-check: $(STAMP)
+	$(PY) benchmarks/device_check.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check lecture6 scripts tests benchmarks configs
