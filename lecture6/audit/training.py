@@ -7,7 +7,7 @@ import numpy as np
 
 from lecture6.audit import Check, claim
 from lecture6.data import xor
-from lecture6.train import make_train
+from lecture6.runs import make_train_runs
 
 ORDER = 50
 
@@ -16,13 +16,15 @@ _S_LIN = "Crucial role of non-linearity"
 
 # One compiled run of 1,000 seeds per row: a second or two.
 _SEEDS = 1000
-_BASE = {"width": 2, "activation": "relu", "init": "he", "optimizer": "sgd", "lr": 0.1, "epochs": 2000, "batch_size": 4,
-             "seeds": _SEEDS, "log_every": 100, "dtype": "float32"}
+_BASE = {"width": 2, "depth": 1, "activation": "relu", "loss": "mse", "init": "he", "init_scale": 1.0, "bias_init": 0.0,
+         "optimizer": "sgd", "lr": 0.1, "lrs": (), "momentum": 0.9, "grad": "autodiff", "epochs": 2000, "batch_size": 4,
+         "seeds": _SEEDS, "seed": 0, "log_every": 100, "dtype": "float32", "layout": "auto"}
 
 
 def _run(**kw):
     X, y = xor()
-    return jax.block_until_ready(make_train(dict(_BASE, **kw), (X, y))(jax.random.key(0)))
+    runs = make_train_runs(dict(_BASE, **kw), (X, y))
+    return jax.block_until_ready(runs.train(jax.random.key(0), runs.seed, runs.lr))
 
 
 @claim(_S_GD, "gradient descent p <- p - eps df_MSE/dp, full batch, trains the 2-2-1 ReLU network to "
