@@ -2,13 +2,12 @@
 
 Every cell (width, activation) trains ``seeds`` networks, exactly as ``scripts/train_xor.py`` would with
 that width and activation (same seeds, same initial weights, same arithmetic), and counts those whose
-four outputs all end within 0.5 of their targets. The whole study is **one** compiled program: compiling
-a program per cell cost far more than training (about 2.5 s against 0.1-0.3 s). Inside it the cells
-are grouped by the layout :func:`lecture6.runs.choose_layout` picks for their width; a group's networks
-are padded to its widest with the padding held at zero (masked gradients, so each cell's numbers are
-those of its own width), and ``lax.map`` runs its cells one after another with the activation chosen
-by ``lax.switch`` on the cell's index. :func:`wilson_interval` gives each rate's 95% interval;
-:func:`write_study` writes the table (Markdown and CSV), the plot and the timings.
+four outputs all end within 0.5 of their targets. The whole study is **one** compiled program: a
+program per cell spent far more time compiling than training (about 2.5 s against 0.1-0.3 s a cell).
+Inside it there is one training loop per width, and in the seeds-last layout all of that width's
+activations train side by side on the runs axis, each applied to its own block of runs.
+:func:`wilson_interval` gives each rate's 95% interval; :func:`write_study` writes the table (Markdown
+and CSV), the plot and the timings.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from lecture6 import plots
 from lecture6.activations import get_activation
 from lecture6.data import xor
 from lecture6.rundir import write_json
-from lecture6.runs import choose_layout, program_over_runs, seeds_last_compiler_options
+from lecture6.runs import choose_layout, program_over_runs, run_block, seeds_last_compiler_options
 from lecture6.train import check_config, n_weights, params_from_noise, prepare_data
 
 WIDTHS = (1, 2, 3, 4, 8, 16)
@@ -55,16 +54,6 @@ def _with(config, **changes):
     return check_config({**config.to_dict(), **changes})
 
 
-def _pad(tree, sizes):
-    """MLP params (or a mask), any leading axes kept, zero-padded to the layer widths ``sizes``."""
-    def pad(a, n_out, n_in=None):
-        target = (n_out,) if n_in is None else (n_out, n_in)
-        lead = a.ndim - len(target)
-        return jnp.pad(a, [(0, 0)] * lead + [(0, t - s) for s, t in zip(a.shape[lead:], target)])
-
-    return [{"W": pad(la["W"], o, i), "b": pad(la["b"], o)} for la, i, o in zip(tree, sizes[:-1], sizes[1:])]
-
-
 def make_study(config, cells: Sequence[tuple[str, int]], data):
     """One jitted ``study(key) -> (solved, final_loss, diverged)``, each ``(len(cells), seeds)``.
 
@@ -74,54 +63,58 @@ def make_study(config, cells: Sequence[tuple[str, int]], data):
     """
     config = check_config(config)
     X, Y = prepare_data(data, config)
-    S, names = config.seeds, sorted({a for a, _ in cells})
-    sigmas = [get_activation(a)[0] for a in names]
-    groups: dict[tuple[str, int], list[int]] = {}  # (layout, padded width) -> cells
-    for c, (_, width) in enumerate(cells):
-        groups.setdefault((choose_layout(_with(config, width=width), X, Y), padded_width(width)), []).append(c)
+    S = config.seeds
+    widths = list(dict.fromkeys(w for _, w in cells))
 
     def sizes(width):
         return (X.shape[1],) + (width,) * config.depth + (Y.shape[1],)
 
-    def first_params(noise, width, wide):
-        """Every seed's initial params at ``width``, padded to ``wide``, and the mask of the real weights.
-
-        Seed s starts from row s of ``normal(init_key, (S, P))`` as in :func:`lecture6.train.init_params`:
-        the first ``S * P`` entries of the one flat draw (threefry numbers depend on the flat index only).
-        """
+    def first_params(noise, width):
+        """Every seed's initial params at ``width``, leading axis ``S``: seed s starts from row s of
+        ``normal(init_key, (S, P))`` as in :func:`lecture6.train.init_params`, which is the first ``S * P``
+        entries of one flat draw (threefry numbers depend on the flat index only)."""
         P = n_weights(sizes(width))
-        params = jax.vmap(lambda row: params_from_noise(row, sizes(width), init=config.init,
-                                                        scale=config.init_scale, bias_init=config.bias_init))(
-            noise[:S * P].reshape(S, P))
-        ones = jax.tree.map(lambda a: jnp.ones(a.shape[1:], a.dtype), params)
-        return _pad(params, sizes(wide)), _pad(ones, sizes(wide))
+        draw = lambda row: params_from_noise(row, sizes(width), init=config.init, scale=config.init_scale,
+                                             bias_init=config.bias_init)
+        return jax.vmap(draw)(noise[:S * P].reshape(S, P))
 
-    def train_cells(layout, wide, members, noise, order_keys):
-        """``lax.map`` over the cells of one group: every seed of a cell, its activation picked by index."""
-        firsts = [first_params(noise, cells[c][1], wide) for c in members]
-        params0, mask = jax.tree.map(lambda *a: jnp.stack(a), *firsts)
-        act = jnp.array([names.index(cells[c][0]) for c in members])
-        lr = jnp.full((S,), config.lr, X.dtype)
+    def train_width(width, acts, noise, order_keys):
+        """Every cell of one width: ``(solved, final_loss, diverged)``, each ``(len(acts), S)``.
 
-        def train_cell(cell):
-            a, params, m = cell
-            p = program_over_runs(_with(config, width=wide), (X, Y), layout,
-                                  sigma=lambda z: jax.lax.switch(a, sigmas, z), mask=m)
-            state, (loss, acc) = jax.lax.scan(p.epochs, p.init(params, order_keys, lr), jnp.arange(p.n_log))
-            res = p.finish(state, loss.T, acc.T, jnp.arange(S), lr)
+        ``lax.map`` over blocks of ``B`` seeds of one activation (:func:`lecture6.runs.run_block`), each
+        trained for all its epochs with the activation picked by ``lax.switch`` on the block's index.
+        """
+        cfg = check_config({**config.to_dict(), "width": width})
+        B = run_block(S, width) or S
+        cfg_block = check_config({**cfg.to_dict(), "seeds": B})
+        layout = choose_layout(cfg_block, X, Y)
+        fns = [get_activation(a)[0] for a in acts]
+        split = lambda a: a.reshape((S // B, B) + a.shape[1:])
+        params, keys = jax.tree.map(split, (first_params(noise, width), order_keys))
+        lr = jnp.full((B,), config.lr, X.dtype)
+
+        def train_block(block):
+            a, b, params, keys = block
+            p = program_over_runs(cfg_block, (X, Y), layout, sigma=lambda z: jax.lax.switch(a, fns, z))
+            state, (loss, acc) = jax.lax.scan(p.epochs, p.init(params, keys, lr), jnp.arange(p.n_log))
+            res = p.finish(state, loss.T, acc.T, b * B + jnp.arange(B), lr)
             return res.solved, res.final_loss, res.diverged
 
-        return jax.lax.map(train_cell, (act, params0, mask))
+        n = S // B
+        blocks = (jnp.repeat(jnp.arange(len(acts)), n), jnp.tile(jnp.arange(n), len(acts)),
+                  *jax.tree.map(lambda a: jnp.concatenate([a] * len(acts)), (params, keys)))
+        return tuple(r.reshape(len(acts), S) for r in jax.lax.map(train_block, blocks))
 
     def study(key):
         init_key, order_key = jax.random.split(key)  # as lecture6.train.draw_network splits it
-        noise = jax.random.normal(init_key, (S * max(n_weights(sizes(w)) for _, w in cells),), X.dtype)
+        noise = jax.random.normal(init_key, (S * max(n_weights(sizes(w)) for w in widths),), X.dtype)
         order_keys = jax.random.split(order_key, S)
-        out = [None] * len(cells)
-        for (layout, wide), members in groups.items():
-            for c, *res in zip(members, *train_cells(layout, wide, members, noise, order_keys)):
-                out[c] = res
-        return tuple(jnp.stack(r) for r in zip(*out))
+        out = {}
+        for width in widths:
+            acts = [a for a, w in cells if w == width]
+            for a, *res in zip(acts, *train_width(width, acts, noise, order_keys)):
+                out[a, width] = res
+        return tuple(jnp.stack(r) for r in zip(*(out[c] for c in cells)))
 
     return jax.jit(study, compiler_options=seeds_last_compiler_options())
 

@@ -250,12 +250,10 @@ def accuracy(out, Y, loss: str):
     return jnp.mean((jnp.argmax(out, axis=-1) == jnp.argmax(Y, axis=-1)).astype(out.dtype))
 
 
-def make_program(config, data, *, sigma: Callable | None = None, mask=None) -> Program:
+def make_program(config, data, *, sigma: Callable | None = None) -> Program:
     """The pieces of one network's training run (see :func:`make_train`, which chains them).
 
-    ``sigma`` replaces the activation ``config.activation`` (autodiff only); ``mask``, a params-shaped
-    tree of 0s and 1s, multiplies every gradient, so that masked weights keep their initial value
-    (:mod:`lecture6.study` pads narrow networks to a common width this way).
+    ``sigma`` replaces the activation ``config.activation`` (autodiff gradients only).
     """
     config = check_config(config)
     X, Y = (jnp.asarray(a) for a in prepare_data(data, config))  # closed over: passed to the compiled program
@@ -275,7 +273,7 @@ def make_program(config, data, *, sigma: Callable | None = None, mask=None) -> P
             value, grads = value_and_backprop(params, Xb, Yb, activation=config.activation, loss=config.loss)
             return value, objective(params, Xb, Yb)[1], grads
         (value, out), grads = jax.value_and_grad(objective, has_aux=True)(params, Xb, Yb)
-        return value, out, grads if mask is None else jax.tree.map(jnp.multiply, grads, mask)
+        return value, out, grads
 
     def init(params, order_key, lr):
         """The state of a network starting from ``params`` at rate ``lr``."""

@@ -69,19 +69,18 @@ def forward(params, x, sigma: Callable):
     return h
 
 
-def mse(outs, Y):
-    """f_MSE ``1/(2n) sum_r ||yhat_r - y_r||^2`` of every run ``(R,)``: ``outs[r]`` is ``(n_out, R)``."""
-    return _sum([jnp.sum((out - jnp.asarray(y, out.dtype)[:, None]) ** 2, axis=0) for out, y in zip(outs, Y)]) / (
-        2 * len(outs))
+def errors(outs, Y):
+    """``yhat_ro - y_ro`` for every example ``r`` and output ``o``, each ``(R,)``; ``outs[r]`` is ``(n_out, R)``."""
+    return [out[o] - y_o for out, y in zip(outs, Y) for o, y_o in enumerate(y)]
 
 
-def make_program(config, data, *, sigma: Callable | None = None, mask=None) -> Program:
+def make_program(config, data, *, sigma: Callable | None = None) -> Program:
     """The training run of every network at once, as the pieces of :class:`lecture6.train.Program`.
 
     Unlike :func:`lecture6.train.make_program` the pieces take and return **all** runs: ``init(params,
-    order_key, lr)`` with MLP params of leading axis ``R`` and ``lr (R,)``. ``sigma`` and ``mask`` (one
-    network's) as for :func:`lecture6.train.make_program`. Needs ``config.loss == "mse"``, autodiff
-    gradients and a full batch.
+    order_key, lr)`` with MLP params of leading axis ``R`` and ``lr (R,)``. ``sigma`` replaces the
+    activation: a function of a layer's pre-activations ``z (units, R)``. Needs ``config.loss == "mse"``,
+    autodiff gradients and a full batch.
     """
     config = check_config(config)
     X, Y = prepare_data(data, config)
@@ -92,13 +91,13 @@ def make_program(config, data, *, sigma: Callable | None = None, mask=None) -> P
     sigma = sigma or get_activation(config.activation)[0]
     optimizer = make_optimizer(config)
     X_rows, Y_rows = X.tolist(), Y.tolist()  # shared by every run: constants of the program
-    mask = None if mask is None else jax.tree.map(lambda m: m[..., None], mask)  # the same for every run
 
     def scores(params):
-        """Loss ``(R,)`` and the fraction of outputs within 0.5 of their targets ``(R,)``."""
-        outs = [forward(params, x, sigma) for x in X_rows]
-        hits = [jnp.sum(jnp.abs(out - jnp.asarray(y, X.dtype)[:, None]) < 0.5, axis=0) for out, y in zip(outs, Y_rows)]
-        return mse(outs, Y_rows), _sum(hits).astype(X.dtype) / Y.size
+        """f_MSE ``1/(2n) sum_r ||yhat_r - y_r||^2`` ``(R,)`` and the fraction of outputs within 0.5 of
+        their targets ``(R,)``."""
+        e = errors([forward(params, x, sigma) for x in X_rows], Y_rows)
+        return _sum([e_i * e_i for e_i in e]) / (2 * len(X_rows)), _sum([
+            (jnp.abs(e_i) < 0.5).astype(X.dtype) for e_i in e]) / len(e)
 
     def total_loss(params):
         loss, acc = scores(params)
@@ -113,8 +112,6 @@ def make_program(config, data, *, sigma: Callable | None = None, mask=None) -> P
     def step(state, _):
         """p <- p - lr * df/dp for every run at once (full batch); the loss and accuracy before it."""
         (_, (loss, acc)), grads = jax.value_and_grad(total_loss, has_aux=True)(state.params)
-        if mask is not None:
-            grads = jax.tree.map(jnp.multiply, grads, mask)
         with jax.numpy_rank_promotion("allow"):  # the rates (R,) multiply every leaf along its runs axis
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

@@ -122,6 +122,15 @@ def test_seeds_last_layout_matches_the_vmapped_library_step(grid_vmap, grid_seed
     np.testing.assert_array_equal(a.epochs, b.epochs)
 
 
+def test_blocks_of_runs_give_the_same_runs(grid_seeds_last, monkeypatch):
+    """Training the runs 8 at a time (lax.map over blocks, as for 10,000 seeds) changes nothing."""
+    monkeypatch.setattr(R, "RUN_BLOCK_UNITS", 24)  # width 3: blocks of 8 of the 16 runs
+    assert R.run_block(16, 3) == 8
+    _, blocked = run(dict(GRID, layout="seeds_last"))
+    for a, b in zip(jax.tree.leaves(grid_seeds_last[1]), jax.tree.leaves(blocked)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_every_learning_rate_of_a_grid_is_the_one_network_train(grid_vmap, one_network_train):
     """Both blocks of the grid: runs 0-7 (lr 0.05) and 8-15 (lr 0.3) are make_train's train, vmapped."""
     runs, res = grid_vmap
