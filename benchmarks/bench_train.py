@@ -1,117 +1,187 @@
-"""Benchmark: training the 2-2-1 XOR network from many seeds, compiled whole vs two baselines.
+"""Benchmark: training the 2-2-1 XOR network from many seeds -- ours, the code before the rewrite, and
+what a JAX user would write -- all timed the same way in one process.
 
-    python benchmarks/bench_train.py [--seeds 10000] [--steps 2000]
+    python benchmarks/bench_train.py [--seeds 10000] [--small-seeds 1000] [--steps 2000] [--repeats 3]
+    python benchmarks/bench_train.py --sweep      # the seeds-last / vmap crossover (lecture6/runs.py)
 
-All in float32, full batch (4 points), plain SGD (lr 0.1), ReLU, 2000 steps per seed:
+Float32, full batch (4 points), plain SGD (lr 0.1), ReLU, He init, 2000 steps per seed. Every row is
+compiled once (the compile seconds shown) and then run ``--repeats`` times; the best run counts.
 
-* **ours**: ``lecture6.train.make_train`` -- the whole run, every seed, one compiled program -- in the
-  seeds-last layout (the default for this network) and the vmap layout, autodiff and hand gradients;
-  at 1,000 and at 10,000 seeds (is there a slowdown when the batch of seeds grows?), and the vmap
-  layout with the seeds split into blocks of 1,000 by ``lax.map`` inside the program.
-* **jitted step, Python loop per seed**: ``jax.jit`` of one SGD step, called 2000 times per seed from
-  Python. Timed on a few seeds and **extrapolated** to all seeds (it is linear in the seeds).
-* **NumPy, batched over seeds**: the hand backprop of the 2-2-1 net written with NumPy arrays carrying a
-  leading seed axis, a Python loop over the 2000 steps.
+* **ours**: ``lecture6.runs.make_train_runs`` -- every seed in one compiled program -- in the layout
+  ``auto`` picks and in each layout, autodiff and hand gradients.
+* **before**: ``make_train`` of the code at ``benchmarks/_old_code.py:REV`` (loaded from git), same configs.
+* **jitted step under vmap**: what a JAX user would write -- one SGD step of one network (``jax.grad``
+  of f_MSE), ``jax.jit(jax.vmap(step))`` -- stepped 2000 times from Python, and the same step under
+  ``vmap`` scanned inside one ``jit``.
+* **NumPy**: the hand backprop batched over a leading seed axis, a Python loop over the steps.
 
-Prints seed-steps per second, compile time, and the ratios against ours.
+Prints seed-steps per second, compile seconds and ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lecture6.data import xor
-from lecture6.mlp import forward
-from lecture6.train import init_seeds, make_train
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _old_code import REV, old_lecture6  # noqa: E402
 
+from lecture6.data import xor  # noqa: E402
+from lecture6.rundir import load_config_file  # noqa: E402
+from lecture6.runs import make_train_runs  # noqa: E402
+from lecture6.train import init_seeds  # noqa: E402
+
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "xor.py")
 LR = 0.1
 
 
-def ours(seeds: int, steps: int, *, layout: str = "auto", grad: str = "autodiff", seed_block: int = 0,
-         repeats: int = 3):
-    X, y = xor()
-    cfg = {"seeds": seeds, "epochs": steps, "log_every": 10, "lr": LR, "layout": layout, "grad": grad,
-           "dtype": "float32", "width": 2, "activation": "relu", "batch_size": 4, "seed_block": seed_block}
-    train = make_train(cfg, (X, y))
+def config(seeds, steps, **kw):
+    return {**load_config_file(CONFIG).to_dict(), "seeds": seeds, "epochs": steps, "progress_every": 0, **kw}
+
+
+def best_of(fn, repeats):
+    """Seconds of the fastest of ``repeats`` calls, and the last result."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def row(name, seeds, steps, compile_s, run_s, solved):
+    return {"name": name, "seeds": seeds, "compile_s": compile_s, "run_s": run_s, "rate": seeds * steps / run_s,
+            "solved": solved}
+
+
+def ours(seeds, steps, repeats, **kw):
+    runs = make_train_runs(config(seeds, steps, **kw), xor())
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    compiled = runs.train.lower(key, runs.seed, runs.lr).compile()
+    compile_s = time.perf_counter() - t0
+    run_s, res = best_of(lambda: compiled(key, runs.seed, runs.lr), repeats)
+    return row(f"ours ({runs.layout}, {kw.get('grad', 'autodiff')})", seeds, steps, compile_s, run_s,
+               float(np.mean(res.solved)))
+
+
+def before(seeds, steps, repeats, **kw):
+    old = old_lecture6("train")
+    if old is None:
+        return None
+    cfg = {k: v for k, v in config(seeds, steps, **kw).items() if k != "progress_every"}
+    train = old.make_train(cfg, xor())
     key = jax.random.key(0)
     compile_s = train.compile(key)
-    times = []
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        res = jax.block_until_ready(train(jax.random.fold_in(key, r)))
-        times.append(time.perf_counter() - t0)
-    assert train.n_traces == 1
-    best = min(times)
-    block = f", blocks of {seed_block}" if seed_block else ""
-    return {"name": f"ours ({train.layout}, {grad}{block})", "seeds": seeds, "compile_s": compile_s,
-            "run_s": best, "rate": seeds * steps / best, "solved": float(np.mean(res.solved))}
+    run_s, res = best_of(lambda: train(key), repeats)
+    return row(f"before ({train.layout}, {kw.get('grad', 'autodiff')})", seeds, steps, compile_s, run_s,
+               float(np.mean(res.solved)))
 
 
-def python_loop(seeds: int, steps: int, measured_seeds: int = 3):
-    """A jitted step called from Python, one seed after another (timed on a few, extrapolated)."""
+def _user_step():
+    """One SGD step of one 2-2-1 network, as a JAX user would write it."""
     X, y = xor()
-    X = jnp.asarray(X, jnp.float32)
-    Y = jnp.asarray(y, jnp.float32)[:, None]
+    X, Y = jnp.asarray(X, jnp.float32), jnp.asarray(y, jnp.float32)[:, None]
 
     def loss(p):
-        out, _ = forward(p, X, activation="relu")
+        h = jax.nn.relu(X @ p[0]["W"].T + p[0]["b"][None, :])
+        out = h @ p[1]["W"].T + p[1]["b"][None, :]
         return 0.5 * jnp.mean(jnp.sum((out - Y) ** 2, axis=1))
 
-    @jax.jit
     def step(p):
-        g = jax.grad(loss)(p)
-        return jax.tree.map(lambda a, b: a - LR * b, p, g)
+        return jax.tree.map(lambda a, g: a - LR * g, p, jax.grad(loss)(p))
 
-    init = init_seeds(jax.random.key(0), (2, 2, 1), measured_seeds, dtype=jnp.float32)
+    return step, loss
+
+
+def user_stepped(seeds, steps, repeats):
+    """``jax.jit(jax.vmap(step))`` called ``steps`` times from Python."""
+    step, loss = _user_step()
+    stepped = jax.jit(jax.vmap(step))
+    p0 = init_seeds(jax.random.key(0), (2, 2, 1), seeds)
     t0 = time.perf_counter()
-    jax.block_until_ready(step(jax.tree.map(lambda a: a[0], init)))
+    jax.block_until_ready(stepped(p0))
     compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for s in range(measured_seeds):
-        p = jax.tree.map(lambda a, s=s: a[s], init)
+
+    def go():
+        p = p0
         for _ in range(steps):
-            p = step(p)
-        jax.block_until_ready(p)
-    dt = time.perf_counter() - t0
-    rate = measured_seeds * steps / dt
-    return {"name": f"jitted step, Python loop (measured {measured_seeds} seeds, extrapolated)",
-            "seeds": seeds, "compile_s": compile_s, "run_s": seeds * steps / rate, "rate": rate,
-            "solved": float("nan")}
+            p = stepped(p)
+        return p
+
+    run_s, p = best_of(go, repeats)
+    return row("jitted step under vmap, stepped from Python", seeds, steps, compile_s, run_s, _solved(p))
 
 
-def numpy_batched(seeds: int, steps: int):
-    """Hand backprop of the 2-2-1 network in NumPy, batched over a leading seed axis."""
+def user_scanned(seeds, steps, repeats):
+    """The same vmapped step, scanned ``steps`` times inside one ``jit``."""
+    step, _ = _user_step()
+    scanned = jax.jit(lambda p: jax.lax.scan(lambda p, _: (jax.vmap(step)(p), None), p, None, length=steps)[0])
+    p0 = init_seeds(jax.random.key(0), (2, 2, 1), seeds)
+    t0 = time.perf_counter()
+    compiled = scanned.lower(p0).compile()
+    compile_s = time.perf_counter() - t0
+    run_s, p = best_of(lambda: compiled(p0), repeats)
+    return row("jitted step under vmap, scanned in one jit", seeds, steps, compile_s, run_s, _solved(p))
+
+
+def _solved(p):
+    X, y = xor()
+    W1, b1, W2, b2 = (np.asarray(p[k][n], np.float64) for k in (0, 1) for n in ("W", "b"))
+    h = np.maximum(np.einsum("nd,shd->snh", X, W1) + b1[:, None, :], 0)
+    out = np.einsum("snh,soh->sno", h, W2) + b2[:, None, :]
+    return float(np.all(np.abs(out[..., 0] - y[None]) < 0.5, axis=1).mean())
+
+
+def numpy_batched(seeds, steps, repeats):
+    """Hand backprop of the 2-2-1 network in NumPy, batched over a leading seed axis (one run: it is slow)."""
     X, y = xor()
     X = X.astype(np.float32)
-    Y = y.astype(np.float32)[None, :, None]  # (1, n, 1)
-    init = init_seeds(jax.random.key(0), (2, 2, 1), seeds, dtype=jnp.float32)
+    Y = y.astype(np.float32)[None, :, None]
+    init = init_seeds(jax.random.key(0), (2, 2, 1), seeds)
     W1, b1, W2, b2 = (np.array(init[k][name]) for k in (0, 1) for name in ("W", "b"))
     n = X.shape[0]
     t0 = time.perf_counter()
     for _ in range(steps):
-        z = np.einsum("nd,shd->snh", X, W1) + b1[:, None, :]  # (S, n, h)
+        z = np.einsum("nd,shd->snh", X, W1) + b1[:, None, :]
         h = np.maximum(z, 0)
-        out = np.einsum("snh,soh->sno", h, W2) + b2[:, None, :]  # (S, n, 1)
+        out = np.einsum("snh,soh->sno", h, W2) + b2[:, None, :]
         g = (out - Y) / n
-        gW2 = np.einsum("sno,snh->soh", g, h)
-        gb2 = g.sum(1)
         gz = np.einsum("sno,soh->snh", g, W2) * (z > 0)
-        gW1 = np.einsum("snh,nd->shd", gz, X)
-        gb1 = gz.sum(1)
-        W1 -= LR * gW1
-        b1 -= LR * gb1
-        W2 -= LR * gW2
-        b2 -= LR * gb2
-    dt = time.perf_counter() - t0
-    solved = np.all(np.abs(out - Y) < 0.5, axis=(1, 2)).mean()
-    return {"name": "NumPy hand backprop, batched over seeds", "seeds": seeds, "compile_s": 0.0,
-            "run_s": dt, "rate": seeds * steps / dt, "solved": float(solved)}
+        W2 -= LR * np.einsum("sno,snh->soh", g, h)
+        b2 -= LR * g.sum(1)
+        W1 -= LR * np.einsum("snh,nd->shd", gz, X)
+        b1 -= LR * gz.sum(1)
+    run_s = time.perf_counter() - t0
+    solved = float(np.all(np.abs(out - Y) < 0.5, axis=(1, 2)).mean())
+    return row("NumPy hand backprop, batched over seeds (1 run)", seeds, steps, 0.0, run_s, solved)
+
+
+def table(rows, ref, steps):
+    print(f"\n2-2-1 XOR network, float32, full batch, {steps} SGD steps per seed; best of the repeats\n")
+    print("| method | seeds | compile s | run s | seed-steps/s | ours / this | solved |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        mine = ref[r["seeds"]]["rate"]
+        print(f"| {r['name']} | {r['seeds']} | {r['compile_s']:.2f} | {r['run_s']:.3f} | {r['rate']:.3g} | "
+              f"{mine / r['rate']:.3g} | {r['solved']:.4f} |")
+
+
+def sweep(steps, repeats):
+    """seeds-last against vmap over the number of runs (width 2) and over the width (10,000 runs)."""
+    print("| width | seeds | vmap seed-steps/s | seeds_last seed-steps/s | seeds_last / vmap | compile s (vmap, sl) |")
+    print("|---:|---:|---:|---:|---:|---|")
+    cases = [(2, s) for s in (8, 32, 128, 512, 2000, 10000)] + [(w, 10000) for w in (4, 8, 16, 32, 64)]
+    for width, seeds in cases:
+        v, s = (ours(seeds, steps, repeats, width=width, layout=lay) for lay in ("vmap", "seeds_last"))
+        print(f"| {width} | {seeds} | {v['rate']:.3g} | {s['rate']:.3g} | {s['rate'] / v['rate']:.2f} | "
+              f"{v['compile_s']:.2f}, {s['compile_s']:.2f} |", flush=True)
 
 
 def main():
@@ -119,29 +189,27 @@ def main():
     ap.add_argument("--seeds", type=int, default=10000)
     ap.add_argument("--small-seeds", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sweep", action="store_true", help="measure the seeds-last / vmap thresholds instead")
     args = ap.parse_args()
     print(f"backend {jax.default_backend()}, {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    S, s, T = args.seeds, args.small_seeds, args.steps
-    rows = [
-        ours(S, T),
-        ours(s, T),
-        ours(S, T, grad="hand"),
-        ours(S, T, layout="vmap"),
-        ours(s, T, layout="vmap"),
-        ours(S, T, layout="vmap", seed_block=s),
-        python_loop(S, T),
-        numpy_batched(S, T),
-    ]
-    ref = rows[0]["rate"]
-    print(f"\n2-2-1 XOR network, float32, full batch, {T} SGD steps per seed\n")
-    print("| method | seeds | compile s | run s | seed-steps/s | ours / this | solved |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['name']} | {r['seeds']} | {r['compile_s']:.2f} | {r['run_s']:.3f} | {r['rate']:.3g} | "
-              f"{ref / r['rate']:.3g} | {r['solved']:.3f} |")
-    print(f"\nours at {s} seeds: {rows[1]['rate']:.3g} seed-steps/s; at {S}: {rows[0]['rate']:.3g} "
-          f"(ratio {rows[0]['rate'] / rows[1]['rate']:.2f}; >= 1 means no slowdown)")
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; before = git {REV}")
+    S, s, T, n = args.seeds, args.small_seeds, args.steps, args.repeats
+    if args.sweep:
+        return sweep(T, n)
+    rows, auto = [], {}
+    for seeds in (s, S):
+        auto[seeds] = (ours(seeds, T, n), before(seeds, T, n))
+        rows += [*auto[seeds], *(ours(seeds, T, n, layout=lay) for lay in ("seeds_last", "vmap"))]
+        rows += [before(seeds, T, n, layout=lay) for lay in ("seeds_last", "vmap")]
+    rows += [ours(S, T, n, grad="hand"), before(S, T, n, grad="hand")]
+    rows += [user_stepped(S, T, n), user_scanned(S, T, n), numpy_batched(S, T, n)]
+    rows = [r for r in rows if r is not None]
+    table(rows, {k: v[0] for k, v in auto.items()}, T)
+    for seeds, (new, old) in auto.items():
+        if old is not None:
+            print(f"\nat {seeds} seeds, layout auto: ours {new['rate']:.3g} seed-steps/s, before {old['rate']:.3g} "
+                  f"({new['rate'] / old['rate']:.2f}x); compile {new['compile_s']:.2f} s vs {old['compile_s']:.2f} s")
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

@@ -8,31 +8,21 @@ What it should reach: about 96% test accuracy (20% of the 1797 images held out) 
 every seed, in a few seconds on a 2-core CPU.
 """
 
-import ml_collections
+import pathlib
+import runpy
+
+base_train = runpy.run_path(str(pathlib.Path(__file__).with_name("base_train.py")))
 
 
-def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.width = 64  # hidden ReLU units: 64 -> 64 -> 10
-    c.depth = 1
-    c.activation = "relu"
+def get_config():
+    c = base_train["get_config"]()
+    c.test_fraction = 0.2  # the one field the base lacks: the held-out share of the images
+    c.lock()  # from here on a mistyped field name is an error, not a new field
+    c.width = 64  # 64 -> 64 ReLU -> 10
     c.loss = "softmax_ce"  # the output layer gives logits; softmax inside the loss
-    c.init = "he"
-    c.init_scale = 1.0
-    c.bias_init = 0.0
-    c.optimizer = "sgd"
-    c.lr = 0.1
-    c.lrs = ()
-    c.momentum = 0.9
     c.epochs = 60
     c.batch_size = 32
     c.seeds = 4
-    c.grad = "autodiff"
-    c.seed = 0
-    c.dtype = "float32"
     c.log_every = 1
-    c.layout = "auto"
-    c.seed_block = 0
-    c.test_fraction = 0.2
     c.progress_every = 10
     return c

@@ -1,12 +1,13 @@
 """Runs that write a workdir: the entry points behind ``scripts/train_xor.py``,
-``scripts/train_digits.py`` and ``scripts/fit_ppca.py``.
+``scripts/train_digits.py`` and ``scripts/fit_ppca.py`` (each script is flags, then one call here).
 
-A run validates its config first (a bad field raises ``ValueError`` before anything is written), trains
-with :func:`lecture6.train.make_train`, and writes everything into a temporary directory next to the
-workdir that is renamed into place only when complete -- a workdir that exists is a finished run:
+A training run builds its program with :func:`lecture6.runs.make_train_runs` (the config's range checks
+run there, once, before anything is written), compiles it ahead of time, trains, and writes everything
+into a temporary directory that takes the workdir's place only when complete
+(:func:`lecture6.rundir.atomic_workdir`):
 
 * ``config.json`` -- the config as run; ``metrics.jsonl`` -- one line per logged epoch, aggregates over
-  the seeds that did not diverge (:func:`lecture6.train.aggregate_history`);
+  the seeds that did not diverge (:func:`lecture6.runs.aggregate_history`);
 * ``params.npz`` -- the best seed's params (``W1, b1, W2, b2, ...``);
 * ``summary.json`` -- seeds, success rate, final loss median, divergence, compile and train seconds,
   seed-steps per second (and test accuracy for the digits);
@@ -27,22 +28,15 @@ import numpy as np
 from lecture6 import data, plots, ppca, ppca_plots
 from lecture6.data import load_digits, train_test_split, xor
 from lecture6.mlp import predict
-from lecture6.rundir import atomic_workdir, check_config_keys, check_overrides, load_config_file, write_json
-from lecture6.train import TrainingDiverged, aggregate_history, diverged_report, make_train, validate_config
+from lecture6.rundir import atomic_workdir, write_json
+from lecture6.runs import TrainingDiverged, aggregate_history, compile_and_run, diverged_report, make_train_runs
 
-__all__ = ["run_xor", "run_digits", "run_ppca", "atomic_workdir", "check_overrides", "load_config_file"]
-
-#: Fields a script's config may have besides the training fields of :data:`lecture6.train.DEFAULTS`.
-SCRIPT_FIELDS = ("progress_every", "test_fraction")
+__all__ = ["run_xor", "run_digits", "run_ppca", "atomic_workdir"]
 
 
 def _config_dict(config) -> dict:
     d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _train_config(config) -> dict:
-    return {k: v for k, v in _config_dict(config).items() if k not in SCRIPT_FIELDS}
 
 
 def _best_params(result, i: int) -> dict:
@@ -53,39 +47,24 @@ def _best_params(result, i: int) -> dict:
     return out
 
 
-def _validate(config):
-    """Validate a script config; ``dtype="float64"`` switches on 64-bit JAX for this process first."""
-    if config.get("dtype") == "float64":
-        jax.config.update("jax_enable_x64", True)
-    return validate_config(config, extra=SCRIPT_FIELDS)
-
-
-def _timed_train(config, data, log: Callable[[str], None], progress_every: int):
-    """Compile, run, and time one training program; returns ``(spec, train, result, timings)``."""
-    spec = _validate(config)
+def _train(config, data, log: Callable[[str], None]):
+    """Build, compile and run every run of ``config``; returns ``(result, timings)``."""
+    every = config.progress_every
+    if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+        raise ValueError(f"config.progress_every = {every!r} is invalid: expected an integer >= 0")
+    if config.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)  # before anything is traced
 
     def progress(epoch, mean_loss, n_finite, solved, mean_acc):
         # "solved" (every training point right) is the XOR notion; a classifier reports its accuracy.
-        tail = f"solved {solved:.3f}" if spec.loss == "mse" else f"train accuracy {mean_acc:.4f}"
-        log(f"epoch {epoch:6d}/{spec.epochs}  mean loss {mean_loss:.5f}  finite runs {n_finite}  {tail}")
+        tail = f"solved {solved:.3f}" if config.loss == "mse" else f"train accuracy {mean_acc:.4f}"
+        log(f"epoch {epoch:6d}/{config.epochs}  mean loss {mean_loss:.5f}  finite runs {n_finite}  {tail}")
 
-    train = make_train(_train_config(config), data, progress=progress if progress_every else None,
-                       progress_every=progress_every)
-    key = jax.random.key(spec.seed)
-    compile_s = train.compile(key)
-    log(f"compiled in {compile_s:.2f} s ({train.runs} runs, layout {train.layout}); training ...")
-    t0 = time.perf_counter()
-    result = jax.block_until_ready(train(key))
-    jax.effects_barrier()
-    train_s = time.perf_counter() - t0
-    steps = spec.epochs * train.n_batches
-    timing = {"compile_seconds": compile_s, "train_seconds": train_s,
-              "seed_steps_per_second": train.runs * steps / train_s, "steps_per_seed": steps,
-              "layout": train.layout}
-    return spec, train, result, timing
+    runs = make_train_runs(config, data, progress=progress if every else None, progress_every=every)
+    return compile_and_run(runs, jax.random.key(config.seed), log)
 
 
-def _common_summary(spec, result, timing) -> dict:
+def _common_summary(config, result, timing) -> dict:
     div = diverged_report(result)
     ok = ~np.asarray(result.diverged)
     final = np.asarray(result.final_loss, dtype=np.float64)
@@ -97,7 +76,7 @@ def _common_summary(spec, result, timing) -> dict:
                        "final_loss_median": float(np.median(final[m & ok])) if (m & ok).any() else None,
                        "diverged": int((m & ~ok).sum())})
     return {
-        "seeds": spec.seeds,
+        "seeds": config.seeds,
         "runs": int(ok.size),
         "per_lr": per_lr,
         "success_rate": float(np.mean(np.asarray(result.solved))),
@@ -109,14 +88,14 @@ def _common_summary(spec, result, timing) -> dict:
     }
 
 
-def _say_diverged(summary: dict, spec, log: Callable[[str], None], workdir: str) -> None:
+def _say_diverged(summary: dict, config, log: Callable[[str], None], workdir: str) -> None:
     """A warning when some runs diverged; :class:`TrainingDiverged` when all did (after writing)."""
     n, runs = summary["diverged"], summary["runs"]
     if n == 0:
         return
     seeds = summary["diverged_seeds"]
     shown = ", ".join(map(str, seeds[:10])) + (" ..." if len(seeds) > 10 else "")
-    lr = f"lrs {list(spec.lrs)}" if spec.lrs else f"lr {spec.lr}"
+    lr = f"lrs {list(config.lrs)}" if config.lrs else f"lr {config.lr}"
     msg = (f"{n} of {runs} runs diverged (non-finite loss or parameters) with {lr}; seeds {shown}; "
            "they are left out of every aggregate (a smaller learning rate usually helps).")
     if n == runs:
@@ -156,28 +135,26 @@ def _write_run(tmp: str, config, result, summary: dict):
 
 def run_xor(config, workdir: str, *, log: Callable[[str], None] = print) -> dict:
     """Train the XOR network from ``config.seeds`` seeds and write the workdir; returns the summary."""
-    _validate(config)
     X, y = xor()
-    progress_every = int(config.get("progress_every", 0) or 0)
-    spec, _train, result, timing = _timed_train(config, (X, y), log, progress_every)
-    summary = _common_summary(spec, result, timing)
+    result, timing = _train(config, (X, y), log)
+    summary = _common_summary(config, result, timing)
     with atomic_workdir(workdir) as tmp:
         rows, best = _write_run(tmp, config, result, summary)
         solved = np.flatnonzero(np.asarray(result.solved))
-        title = f"XOR, width {spec.width}, {spec.activation}, {spec.seeds} seeds"
+        title = f"XOR, width {config.width}, {config.activation}, {config.seeds} seeds"
         plots.loss_curves(rows, os.path.join(tmp, "loss_curves.png"), title=title)
         # pictures of a solved network (the best one if it solved XOR, else the first that did)
         show = best if best is not None and result.solved[best] else (int(solved[0]) if solved.size else best)
-        if show is not None and spec.width >= 1:
+        if show is not None:
             p = jax.tree.map(lambda a: np.asarray(a[show]), result.params)
             X = X.astype(p[0]["W"].dtype)
             plots.decision_boundary(p, X, y, os.path.join(tmp, "decision_boundary.png"),
-                                    activation=spec.activation,
+                                    activation=config.activation,
                                     title=f"run {show}: {'solved' if result.solved[show] else 'not solved'}")
-            plots.hidden_space(p, X, y, os.path.join(tmp, "hidden_space.png"), activation=spec.activation)
+            plots.hidden_space(p, X, y, os.path.join(tmp, "hidden_space.png"), activation=config.activation)
             summary["plotted_run"] = show
         write_json(os.path.join(tmp, "summary.json"), summary)
-    _say_diverged(summary, spec, log, workdir)
+    _say_diverged(summary, config, log, workdir)
     log(f"solved {summary['success_rate']:.3f} of {summary['runs']} runs; diverged {summary['diverged']}; "
         f"{summary['seed_steps_per_second']:.3g} seed-steps/s; wrote {workdir}")
     return summary
@@ -190,19 +167,16 @@ def run_xor(config, workdir: str, *, log: Callable[[str], None] = print) -> dict
 
 def run_digits(config, workdir: str, *, log: Callable[[str], None] = print) -> dict:
     """Train the 3-layer ReLU softmax network on the 8x8 digits, minibatch SGD; write the workdir."""
-    spec = _validate(config)
-    test_fraction = float(config.get("test_fraction", 0.2))
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"config.test_fraction = {test_fraction!r} is invalid: expected a number in (0, 1)")
+    fraction = config.test_fraction
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
+        raise ValueError(f"config.test_fraction = {fraction!r} is invalid: expected a number in (0, 1)")
     X, labels = load_digits()
-    Xtr, Xte, ytr, yte = train_test_split(jax.random.key(spec.seed + 1), X, labels,
-                                          test_fraction=test_fraction)
-    progress_every = int(config.get("progress_every", 0) or 0)
-    spec, _train, result, timing = _timed_train(config, (Xtr, ytr), log, progress_every)
-    summary = _common_summary(spec, result, timing)
+    Xtr, Xte, ytr, yte = train_test_split(jax.random.key(config.seed + 1), X, labels, test_fraction=fraction)
+    result, timing = _train(config, (Xtr, ytr), log)
+    summary = _common_summary(config, result, timing)
     # test accuracy of every run, with the library's forward pass
-    logits = jax.vmap(lambda p: predict(p, jnp.asarray(Xte, dtype=jnp.dtype(spec.dtype)),
-                                        activation=spec.activation))(result.params)
+    logits = jax.vmap(lambda p: predict(p, jnp.asarray(Xte, dtype=jnp.dtype(config.dtype)),
+                                        activation=config.activation))(result.params)
     test_acc = np.mean(np.asarray(jnp.argmax(logits, axis=-1)) == yte[None, :], axis=1)
     ok = ~np.asarray(result.diverged)
     summary.update({
@@ -214,12 +188,12 @@ def run_digits(config, workdir: str, *, log: Callable[[str], None] = print) -> d
         rows, best = _write_run(tmp, config, result, summary)
         if best is not None:
             summary["test_accuracy_best_run"] = float(test_acc[best])
-        title = f"digits, width {spec.width}, {spec.seeds} seeds, softmax CE"
+        title = f"digits, width {config.width}, {config.seeds} seeds, softmax CE"
         plots.loss_curves(rows, os.path.join(tmp, "loss_curves.png"), title=title)
         plots.accuracy_curves(rows, os.path.join(tmp, "accuracy.png"),
                               test_accuracy=summary["test_accuracy_mean"])
         write_json(os.path.join(tmp, "summary.json"), summary)
-    _say_diverged(summary, spec, log, workdir)
+    _say_diverged(summary, config, log, workdir)
     acc = summary["test_accuracy_mean"]
     log(f"test accuracy {'-' if acc is None else f'{acc:.4f}'} (mean over runs); diverged {summary['diverged']}; "
         f"wrote {workdir}")
@@ -230,11 +204,7 @@ def run_digits(config, workdir: str, *, log: Callable[[str], None] = print) -> d
 # Probabilistic PCA
 # ---------------------------------------------------------------------------------------------------
 
-PPCA_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "ppca.py")
-
-
-def run_ppca(config, workdir: str, *, log: Callable[[str], None] = print,
-             default_config: str = PPCA_CONFIG) -> dict:
+def run_ppca(config, workdir: str, *, log: Callable[[str], None] = print) -> dict:
     """Fit PPCA three ways (closed form, EM, gradient) on ``config.dataset``; write the workdir.
 
     With ``config.dequantize`` (the default) the pixels of an image data set are dequantized first,
@@ -253,7 +223,6 @@ def run_ppca(config, workdir: str, *, log: Callable[[str], None] = print,
     Returns the metrics.
     """
     start = time.perf_counter()
-    check_config_keys(config, default_config)
     config = _ppca_resolve(config)
     jax.config.update("jax_enable_x64", True)
     k_data, k_split, k_fit, k_sample, k_noise = jax.random.split(jax.random.key(config.seed), 5)

@@ -91,17 +91,22 @@ def init_mlp(
     return _init(key, tuple(sizes), init, scale, bias_init, dtype)
 
 
+def initializer(init: str, scale: float = 1.0):
+    """The ``jax.nn.initializers`` draw of a weight matrix ``W (n_out, n_in)`` for ``init`` (see :func:`init_std`)."""
+    fans = {"he": (2.0, "fan_in"), "glorot": (1.0, "fan_avg")}
+    if init in fans:
+        factor, mode = fans[init]
+        return jax.nn.initializers.variance_scaling(factor * scale**2, mode, "normal", in_axis=-1, out_axis=-2)
+    return jax.nn.initializers.normal(stddev=scale)
+
+
 @functools.partial(jax.jit, static_argnames=("sizes", "init", "scale", "bias_init", "dtype"))
 def _init(key, sizes, init, scale, bias_init, dtype):
     # One compiled program per architecture: run eagerly, every random op would compile on its own.
     keys = jax.random.split(key, len(sizes) - 1)
-    params = []
-    for k, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
-        std = init_std(init, n_in, n_out, scale)
-        W = std * jax.random.normal(keys[k], (n_out, n_in), dtype=dtype)
-        b = jnp.full((n_out,), bias_init, dtype=dtype)
-        params.append({"W": W, "b": b})
-    return params
+    draw = initializer(init, scale)
+    return [{"W": draw(keys[k], (n_out, n_in), dtype), "b": jnp.full((n_out,), bias_init, dtype=dtype)}
+            for k, (n_in, n_out) in enumerate(itertools.pairwise(sizes))]
 
 
 def check_params(params) -> list[tuple[int, int]]:
@@ -138,7 +143,8 @@ def forward(params, X, *, activation: str = "relu", output: str = "identity"):
     Args:
       params: list of layers ``{"W": (n_out, n_in), "b": (n_out,)}``.
       X: one example ``(d,)`` or a batch ``(n, d)`` (rows are examples).
-      activation: hidden-layer activation, a key of :data:`lecture6.activations.ACTIVATIONS`.
+      activation: hidden-layer activation, a key of :data:`lecture6.activations.ACTIVATIONS` (or an
+        elementwise function of ``z``).
       output: output activation, ``"identity"`` (default), ``"softmax"`` or an elementwise activation.
 
     Returns:
@@ -148,7 +154,7 @@ def forward(params, X, *, activation: str = "relu", output: str = "identity"):
       layer ``k + 1`` (``h[0]`` is the input). For one example every entry is 1-D.
     """
     shapes = check_params(params)
-    sigma, _ = get_activation(activation)
+    sigma = activation if callable(activation) else get_activation(activation)[0]
     out_fn = _output_fn(output)
     X = jnp.asarray(X)
     if X.ndim not in (1, 2) or X.shape[-1] != shapes[0][1]:

@@ -25,7 +25,7 @@ def _save(fig, path):
 
 
 def loss_curves(rows: list[dict], path, *, title: str = "training loss over seeds", log: bool = True):
-    """Median loss and the 25-75% and 10-90% bands over seeds, from :func:`lecture6.train.aggregate_history` rows."""
+    """Median loss and the 25-75% and 10-90% bands over seeds, from :func:`lecture6.runs.aggregate_history` rows."""
     rows = [r for r in rows if r.get("loss_median") is not None]
     fig, ax = plt.subplots(figsize=(6, 4))
     if rows:

@@ -1,85 +1,158 @@
-"""Run directories for the scripts: Python config files, command-line overrides, atomic workdirs.
+"""What every script under ``scripts/`` shares: its entry point with one-line errors, and a workdir that
+is replaced whole.
 
-Every script under ``scripts/`` reads a config file (``get_config()`` returning an
-``ml_collections.ConfigDict``), accepts ``--config.<field>=value`` overrides, and writes its outputs
-into a workdir that appears only when complete: a workdir that exists is a finished run.
+A script reads like Flax's ``main.py``: flags (``--config`` a Python config file, locked, so that a
+mistyped ``--config.<field>`` is an error; ``--workdir``), then one call into :mod:`lecture6.experiment`.
+``run(main)`` is ``absl.app.run(main)`` that turns a bad flag, an unknown field, a missing config file or
+a bad value into one line on stderr and a non-zero exit, instead of a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 
 # ---------------------------------------------------------------------------------------------------
-# Config files and command-line overrides
+# Entry point
 # ---------------------------------------------------------------------------------------------------
 
 
 def load_config_file(path: str):
-    """``get_config()`` of a Python config file."""
-    spec = importlib.util.spec_from_file_location("_lecture6_config", path)
-    if spec is None or not os.path.exists(path):
+    """``get_config()`` of a Python config file (what ``--config FILE`` loads)."""
+    if not os.path.isfile(path):
         raise ValueError(f"config file {path!r} not found")
+    spec = importlib.util.spec_from_file_location("_lecture6_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
 
 
-def check_overrides(argv: list[str], default_config: str) -> None:
-    """Exit with a clear message if a ``--config.<field>=...`` names a field the config file lacks.
+def _unknown_field(exc: BaseException, argv: list[str]) -> str:
+    """One line from ml_collections' error for an unknown ``--config.<field>`` (a KeyError in an
+    AttributeError whose text is ``'field'`` and maybe a ``Did you mean ...?`` line)."""
+    while exc.args and isinstance(exc.args[0], BaseException):
+        exc = exc.args[0]
+    first, *hint = str(exc.args[0] if exc.args else exc).splitlines()
+    field = first.strip("'")
+    given = [a for a in argv if a.split("=")[0] == f"--config.{field}"]
+    return " ".join([f"unknown config field config.{field}", *(f"(given {a!r})" for a in given[:1]),
+                     "-- the config file has no such field.", *hint])
 
-    ml_collections reports an unknown field as a long traceback; this check runs first and names
-    the field, the value and the known fields instead.
-    """
-    path = default_config
-    for i, a in enumerate(argv):
-        if a.startswith("--config="):
-            path = a.split("=", 1)[1]
-        elif a == "--config" and i + 1 < len(argv):
-            path = argv[i + 1]
+
+def _parse_flags(argv: list[str], default_config: str) -> list[str]:
+    """absl's flag parsing, every failure one line: a mistyped value, an unknown field, a missing file."""
+    from absl import flags
+
+    if not any(re.match(r"^--?config(=|$)", a) for a in argv[1:]):
+        argv = [argv[0], f"--config={default_config}", *argv[1:]]  # parsed here, where errors are caught
     try:
-        fields = set(load_config_file(path).keys())
-    except (ValueError, OSError) as exc:
+        rest = flags.FLAGS(argv)
+    except flags.Error as exc:  # a mistyped value: absl names the flag and the value
         sys.exit(f"error: {exc}")
-    for a in argv:
-        if a.startswith("--config."):
-            name, _, _value = a[len("--config."):].partition("=")
-            if name.split(".")[0] not in fields:
-                sys.exit(f"error: unknown config field config.{name} (given {a!r}); "
-                         f"known fields: {', '.join(sorted(fields))}")
+    except (AttributeError, KeyError) as exc:  # ml_collections: a --config.<field> the locked config lacks
+        sys.exit(f"error: {_unknown_field(exc, argv)}")
+    try:
+        flags.FLAGS.config.keys()
+    except OSError:  # ml_collections defers a failed load to the first access
+        sys.exit(f"error: config file {flags.FLAGS['config'].config_filename!r} not found or not loadable")
+    return rest
+
+
+def run(main: Callable[[list[str]], None], default_config: str) -> None:
+    """``absl.app.run(main)`` for a script whose ``--config`` flag (default ``None``) falls back to
+    ``default_config``, with one-line errors: the flags (:func:`_parse_flags`), and a ``ValueError`` (a
+    bad config value, bad data) or :class:`lecture6.runs.TrainingDiverged` raised by ``main``."""
+    from absl import app, logging
+
+    from lecture6.runs import TrainingDiverged
+
+    def checked_main(argv):
+        logging.set_verbosity(logging.WARNING)  # keep JAX's backend INFO lines out of the progress output
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        try:
+            main(argv)
+        except (ValueError, TrainingDiverged) as exc:
+            sys.exit(f"error: {exc}")
+
+    app.run(checked_main, flags_parser=lambda argv: _parse_flags(argv, default_config))
 
 
 # ---------------------------------------------------------------------------------------------------
-# Writing a workdir atomically
+# A workdir that is never missing
 # ---------------------------------------------------------------------------------------------------
+
+
+def _libc_exchange():
+    """The system call that swaps two paths atomically, or ``None``: Linux ``renameat2(RENAME_EXCHANGE)``,
+    macOS ``renamex_np(RENAME_SWAP)``."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    except OSError:
+        return None
+    if hasattr(libc, "renameat2"):
+        at_fdcwd, rename_exchange = -100, 2
+        return lambda a, b: libc.renameat2(at_fdcwd, a, at_fdcwd, b, rename_exchange)
+    if hasattr(libc, "renamex_np"):
+        rename_swap = 2
+        return lambda a, b: libc.renamex_np(a, b, rename_swap)
+    return None
+
+
+def exchange(a: str, b: str) -> bool:
+    """Swap the directories at ``a`` and ``b`` in one step; ``False`` where the system cannot."""
+    swap = _libc_exchange()
+    if swap is None:
+        return False
+    if swap(os.fsencode(a), os.fsencode(b)) != 0:
+        err = ctypes.get_errno()
+        if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not on this file system
+            return False
+        raise OSError(err, f"cannot swap {a} and {b}: {os.strerror(err)}")
+    return True
 
 
 @contextlib.contextmanager
 def atomic_workdir(workdir: str):
-    """Yield a temporary directory beside ``workdir``; on success it replaces ``workdir``.
+    """Yield a temporary directory beside ``workdir``; when the block ends it takes ``workdir``'s place.
 
-    On an exception the temporary directory is removed and an existing ``workdir`` is left as it was.
+    At every moment ``workdir`` is either the previous complete run or the new complete one: the new
+    directory is swapped in with one system call (``exchange``), and only then is the old one deleted.
+    On an exception the temporary directory is removed and ``workdir`` is left as it was. (Where the
+    system cannot swap directories, the old one is renamed aside just before the new one is renamed in.)
     """
     workdir = os.path.abspath(workdir)
-    parent = os.path.dirname(workdir)
+    parent, name = os.path.split(workdir)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(workdir)}.tmp-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if os.path.exists(workdir):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(workdir)}.old-", dir=parent)
+    try:
+        if not os.path.exists(workdir):
+            os.rename(tmp, workdir)
+            return
+        swapped = exchange(tmp, workdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # the previous run is still in place
+        raise
+    if swapped:
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous run
+    else:
+        old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
         os.replace(workdir, os.path.join(old, "run"))
-    os.replace(tmp, workdir)
-    if old is not None:
+        os.replace(tmp, workdir)
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -88,48 +161,3 @@ def write_json(path, obj) -> None:
     with open(path, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
-
-
-def check_config_keys(config, default_config: str) -> None:
-    """Raise ``ValueError`` if ``config`` has fields the default config file lacks, or lacks some of its fields.
-
-    A typo in a config file (``learning_rat``) must not silently fall back to a default.
-    """
-    expected = set(load_config_file(default_config).keys())
-    got = set(config.keys())
-    if got - expected:
-        raise ValueError(f"unknown config keys {sorted(got - expected)}; known keys: {sorted(expected)}")
-    if expected - got:
-        raise ValueError(f"config is missing keys {sorted(expected - got)}")
-
-
-def script_main(run, default_config: str, default_workdir: str) -> None:
-    """The whole body of a script under ``scripts/``: flags, config, one call, clear errors.
-
-    Flags: ``--config FILE`` (default ``default_config``), ``--config.<field>=value`` overrides (an
-    unknown field exits with a one-line message naming it), ``--workdir DIR``. Calls
-    ``run(config, workdir, log=print)``; a ``ValueError`` (a bad config value, bad data) or
-    ``TrainingDiverged`` (every run diverged; the workdir is still written) exits non-zero with its
-    message instead of a traceback.
-    """
-    from absl import app, flags, logging
-    from ml_collections import config_flags
-
-    # Before the flag is defined: ml_collections applies --config.<field> overrides while defining it,
-    # and reports an unknown field as a long traceback.
-    check_overrides(sys.argv[1:], default_config)
-    config_flag = config_flags.DEFINE_config_file("config", default_config, "config file (get_config())")
-    workdir_flag = flags.DEFINE_string("workdir", default_workdir, "output directory (replaced atomically)")
-
-    def main(argv):
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-        logging.set_verbosity(logging.WARNING)  # keep JAX's backend INFO lines out of the progress output
-        from lecture6.train import TrainingDiverged
-
-        try:
-            run(config_flag.value, workdir_flag.value, log=lambda msg: print(msg, flush=True))
-        except (ValueError, TrainingDiverged) as exc:
-            sys.exit(f"error: {exc}")
-
-    app.run(main)

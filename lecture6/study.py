@@ -1,80 +1,157 @@
 """The XOR solvability study: how often does gradient descent solve XOR, by hidden width and activation?
 
-For every (width, activation) pair, :func:`solvability_study` trains ``seeds`` networks with
-:func:`lecture6.train.make_train` (one compiled program per pair) and counts the seeds whose four outputs
-all end within 0.5 of their targets. :func:`wilson_interval` gives the 95% confidence interval of each
-rate; :func:`write_study` writes the table (Markdown and CSV) and the plot of success against width.
+Every cell (width, activation) trains ``seeds`` networks, exactly as ``scripts/train_xor.py`` would with
+that width and activation (same seeds, same initial weights, same arithmetic), and counts those whose
+four outputs all end within 0.5 of their targets. The whole study is **one** compiled program: a
+program per cell spent far more time compiling than training (about 2.5 s against 0.1-0.3 s a cell).
+Inside it there is one training loop per width, and in the seeds-last layout all of that width's
+activations train side by side on the runs axis, each applied to its own block of runs.
+:func:`wilson_interval` gives each rate's 95% interval; :func:`write_study` writes the table (Markdown
+and CSV), the plot and the timings.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from scipy import stats
 
 from lecture6 import plots
+from lecture6.activations import get_activation
 from lecture6.data import xor
-from lecture6.train import diverged_report, make_train, validate_config
+from lecture6.rundir import write_json
+from lecture6.runs import choose_layout, program_over_runs, run_block, seeds_last_compiler_options
+from lecture6.train import check_config, n_weights, params_from_noise, prepare_data
 
 WIDTHS = (1, 2, 3, 4, 8, 16)
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
-Z95 = 1.959963984540054  # the 97.5% standard normal quantile
 
 
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion ``k / n`` (95% for the default ``z``).
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``k / n`` (scipy's ``binomtest``).
 
     Unlike the normal approximation it stays inside [0, 1] and is sensible at ``k = 0`` or ``k = n``.
     """
     if n < 1 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    p = k / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # clamp: the interval contains p (rounding can push an end a hair past it at k = 0 or k = n)
-    return max(0.0, min(p, center - half)), min(1.0, max(p, center + half))
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
-def solvability_study(base_config, *, widths: Sequence[int] = WIDTHS,
-                      activations: Sequence[str] = ACTIVATIONS, seeds: int = 10000,
-                      log: Callable[[str], None] = print) -> list[dict]:
-    """Train ``seeds`` XOR networks for every width x activation; one row per pair.
+def padded_width(width: int) -> int:
+    """The width a cell is padded to: the next power of two, at least 4. A step of width 4 costs about
+    what one of width 1 or 2 does, while width 16 costs several times more (benchmarks/bench_study.py)."""
+    return max(4, 1 << (int(width) - 1).bit_length())
 
-    ``base_config`` holds every other training field (init, lr, epochs, ...). Each row: ``width``,
-    ``activation``, ``init``, ``seeds``, ``solved``, ``success_rate``, ``ci_low``, ``ci_high``,
-    ``diverged``, ``final_loss_median``, ``seconds`` (compile and train).
+
+def _with(config, **changes):
+    return check_config({**config.to_dict(), **changes})
+
+
+def make_study(config, cells: Sequence[tuple[str, int]], data):
+    """One jitted ``study(key) -> (solved, final_loss, diverged)``, each ``(len(cells), seeds)``.
+
+    ``cells`` are ``(activation, width)`` pairs; every other field comes from ``config`` (``config.lr``
+    for every run). Cell ``(a, w)`` trains exactly the networks :func:`lecture6.runs.make_train_runs`
+    trains for ``config`` with width ``w`` and activation ``a``.
     """
-    X, y = xor()
-    base = dict(base_config.to_dict() if hasattr(base_config, "to_dict") else base_config)
-    rows = []
-    for activation in activations:
+    config = check_config(config)
+    X, Y = prepare_data(data, config)
+    S = config.seeds
+    widths = list(dict.fromkeys(w for _, w in cells))
+
+    def sizes(width):
+        return (X.shape[1],) + (width,) * config.depth + (Y.shape[1],)
+
+    def first_params(noise, width):
+        """Every seed's initial params at ``width``, leading axis ``S``: seed s starts from row s of
+        ``normal(init_key, (S, P))`` as in :func:`lecture6.train.init_params`, which is the first ``S * P``
+        entries of one flat draw (threefry numbers depend on the flat index only)."""
+        P = n_weights(sizes(width))
+        draw = lambda row: params_from_noise(row, sizes(width), init=config.init, scale=config.init_scale,
+                                             bias_init=config.bias_init)
+        return jax.vmap(draw)(noise[:S * P].reshape(S, P))
+
+    def train_width(width, acts, noise, order_keys):
+        """Every cell of one width: ``(solved, final_loss, diverged)``, each ``(len(acts), S)``.
+
+        ``lax.map`` over blocks of ``B`` seeds of one activation (:func:`lecture6.runs.run_block`), each
+        trained for all its epochs with the activation picked by ``lax.switch`` on the block's index.
+        """
+        cfg = check_config({**config.to_dict(), "width": width})
+        B = run_block(S, width) or S
+        cfg_block = check_config({**cfg.to_dict(), "seeds": B})
+        layout = choose_layout(cfg_block, X, Y)
+        fns = [get_activation(a)[0] for a in acts]
+        split = lambda a: a.reshape((S // B, B) + a.shape[1:])
+        params, keys = jax.tree.map(split, (first_params(noise, width), order_keys))
+        lr = jnp.full((B,), config.lr, X.dtype)
+
+        def train_block(block):
+            a, b, params, keys = block
+            p = program_over_runs(cfg_block, (X, Y), layout, sigma=lambda z: jax.lax.switch(a, fns, z))
+            state, (loss, acc) = jax.lax.scan(p.epochs, p.init(params, keys, lr), jnp.arange(p.n_log))
+            res = p.finish(state, loss.T, acc.T, b * B + jnp.arange(B), lr)
+            return res.solved, res.final_loss, res.diverged
+
+        n = S // B
+        blocks = (jnp.repeat(jnp.arange(len(acts)), n), jnp.tile(jnp.arange(n), len(acts)),
+                  *jax.tree.map(lambda a: jnp.concatenate([a] * len(acts)), (params, keys)))
+        return tuple(r.reshape(len(acts), S) for r in jax.lax.map(train_block, blocks))
+
+    def study(key):
+        init_key, order_key = jax.random.split(key)  # as lecture6.train.draw_network splits it
+        noise = jax.random.normal(init_key, (S * max(n_weights(sizes(w)) for w in widths),), X.dtype)
+        order_keys = jax.random.split(order_key, S)
+        out = {}
         for width in widths:
-            cfg = dict(base, width=int(width), activation=activation, seeds=int(seeds))
-            validate_config(cfg)
-            t0 = time.perf_counter()
-            res = jax.block_until_ready(make_train(cfg, (X, y))(jax.random.key(cfg.get("seed", 0))))
-            seconds = time.perf_counter() - t0
-            solved = int(np.sum(np.asarray(res.solved)))
-            lo, hi = wilson_interval(solved, seeds)
-            ok = ~np.asarray(res.diverged)
-            final = np.asarray(res.final_loss, dtype=np.float64)[ok]
-            row = {
-                "width": int(width), "activation": activation, "init": cfg.get("init", "he"),
-                "seeds": int(seeds), "solved": solved, "success_rate": solved / seeds,
-                "ci_low": lo, "ci_high": hi, "diverged": diverged_report(res)["count"],
-                "final_loss_median": float(np.median(final)) if final.size else float("nan"),
-                "seconds": seconds,
-            }
-            rows.append(row)
-            log(f"{activation:8s} width {width:3d}: solved {solved}/{seeds} = {solved / seeds:.3f} "
-                f"[{lo:.3f}, {hi:.3f}]  diverged {row['diverged']}  ({seconds:.1f} s)")
-    return rows
+            acts = [a for a, w in cells if w == width]
+            for a, *res in zip(acts, *train_width(width, acts, noise, order_keys)):
+                out[a, width] = res
+        return tuple(jnp.stack(r) for r in zip(*(out[c] for c in cells)))
+
+    return jax.jit(study, compiler_options=seeds_last_compiler_options())
+
+
+def solvability_study(config, *, widths: Sequence[int] = WIDTHS, activations: Sequence[str] = ACTIVATIONS,
+                      seeds: int = 10000, log: Callable[[str], None] = print) -> tuple[list[dict], dict]:
+    """Train ``seeds`` XOR networks for every activation x width; one row per cell, and the timings.
+
+    ``config`` holds every other training field (init, lr, epochs, ...). Each row: ``width``,
+    ``activation``, ``init``, ``seeds``, ``solved``, ``success_rate``, ``ci_low``, ``ci_high``,
+    ``diverged``, ``final_loss_median``. The timings: ``compile_seconds``, ``train_seconds``, ``cells``.
+    """
+    config = check_config({**(config.to_dict() if hasattr(config, "to_dict") else dict(config)), "seeds": seeds})
+    cells = [(a, int(w)) for a in activations for w in widths]
+    for a, w in cells:
+        _with(config, width=w, activation=a)  # a bad width or activation is named before compiling
+    study = make_study(config, cells, xor())
+    key = jax.random.key(config.seed)
+    t0 = time.perf_counter()
+    compiled = study.lower(key).compile()
+    timing = {"compile_seconds": time.perf_counter() - t0, "cells": len(cells), "seeds": seeds}
+    log(f"compiled the study ({len(cells)} cells x {seeds} seeds) in {timing['compile_seconds']:.2f} s; training ...")
+    t0 = time.perf_counter()
+    solved, final_loss, diverged = (np.asarray(a) for a in jax.block_until_ready(compiled(key)))
+    timing["train_seconds"] = time.perf_counter() - t0
+    rows = []
+    for (act, width), ok, loss, div in zip(cells, solved, final_loss, diverged):
+        k = int(ok.sum())
+        lo, hi = wilson_interval(k, seeds)
+        finite = np.asarray(loss, np.float64)[~div]
+        rows.append({"width": width, "activation": act, "init": config.init, "seeds": seeds, "solved": k,
+                     "success_rate": k / seeds, "ci_low": lo, "ci_high": hi, "diverged": int(div.sum()),
+                     "final_loss_median": float(np.median(finite)) if finite.size else float("nan")})
+        log(f"{act:8s} width {width:3d}: solved {k}/{seeds} = {k / seeds:.3f} [{lo:.3f}, {hi:.3f}]  "
+            f"diverged {rows[-1]['diverged']}")
+    log(f"trained in {timing['train_seconds']:.2f} s")
+    return rows, timing
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -92,20 +169,21 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_study(rows: list[dict], outdir: str, *, header: str = "") -> dict:
-    """Write ``study.md``, ``study.csv`` and ``success_vs_width.png`` into ``outdir``; return the paths."""
+def write_study(rows: list[dict], outdir: str, *, header: str = "", timing: dict | None = None) -> dict:
+    """Write ``study.md``, ``study.csv``, ``success_vs_width.png`` and ``summary.json`` (the timings) into
+    ``outdir``, each file replaced whole; return the paths."""
     os.makedirs(outdir, exist_ok=True)
     paths = {k: os.path.join(outdir, name) for k, name in
-             (("md", "study.md"), ("csv", "study.csv"), ("png", "success_vs_width.png"))}
-    tmp_md, tmp_csv = paths["md"] + ".tmp", paths["csv"] + ".tmp"
-    with open(tmp_md, "w") as f:
+             (("md", "study.md"), ("csv", "study.csv"), ("png", "success_vs_width.png"), ("json", "summary.json"))}
+    tmp = {k: p + ".tmp" + os.path.splitext(p)[1] for k, p in paths.items()}
+    with open(tmp["md"], "w") as f:
         f.write(header + ("\n\n" if header else "") + markdown_table(rows))
-    with open(tmp_csv, "w", newline="") as f:
+    with open(tmp["csv"], "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    tmp_png = paths["png"] + ".tmp.png"
-    plots.success_vs_width(rows, tmp_png)
-    for key, tmp in (("md", tmp_md), ("csv", tmp_csv), ("png", tmp_png)):
-        os.replace(tmp, paths[key])
+    plots.success_vs_width(rows, tmp["png"])
+    write_json(tmp["json"], {**(timing or {}), "rows": rows})
+    for k, p in paths.items():
+        os.replace(tmp[k], p)
     return paths

@@ -8,11 +8,21 @@ Any config field can be overridden (``--config.dataset=faces --config.em_iters=3
 is written).
 """
 
-import os
+import pathlib
 
-from lecture6.experiment import run_ppca
-from lecture6.rundir import script_main
+from absl import flags
+from ml_collections import config_flags
+
+from lecture6 import experiment, rundir
+
+CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "ppca.py")
+_CONFIG = config_flags.DEFINE_config_file("config", None, f"config file (default {CONFIG})", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "runs/ppca", "output directory (replaced whole, once complete)")
+
+
+def main(argv):
+    experiment.run_ppca(_CONFIG.value, _WORKDIR.value)
+
 
 if __name__ == "__main__":
-    configs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
-    script_main(run_ppca, os.path.join(configs, "ppca.py"), "runs/ppca")
+    rundir.run(main, CONFIG)

@@ -6,11 +6,21 @@ Any config field can be overridden (``--config.width=4 --config.activation=tanh`
 ``lecture6.experiment.run_xor`` for what the workdir holds.
 """
 
-import os
+import pathlib
 
-from lecture6.experiment import run_xor
-from lecture6.rundir import script_main
+from absl import flags
+from ml_collections import config_flags
+
+from lecture6 import experiment, rundir
+
+CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "xor.py")
+_CONFIG = config_flags.DEFINE_config_file("config", None, f"config file (default {CONFIG})", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "runs/xor", "output directory (replaced whole, once complete)")
+
+
+def main(argv):
+    experiment.run_xor(_CONFIG.value, _WORKDIR.value)
+
 
 if __name__ == "__main__":
-    configs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
-    script_main(run_xor, os.path.join(configs, "xor.py"), "runs/xor")
+    rundir.run(main, CONFIG)

@@ -1,264 +1,337 @@
-"""Tests of the compiled training loop (lecture6.train): gradients, layouts, optimizers, seeds, divergence."""
+"""Tests of training (lecture6.train, lecture6.runs, lecture6.train_seeds_last): the loop against the
+slide's update written out independently, the two layouts, the two gradient routes, optimizers, seeds,
+learning-rate grids, divergence, determinism, float32, and config checks.
 
+Compiled programs are shared through module-scoped fixtures: every ``make_train_runs`` is a compile.
+"""
+
+import os
+
+import chex
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+from lecture6 import runs as R
 from lecture6 import train as T
-from lecture6.backprop import objective
 from lecture6.data import xor
-from lecture6.losses import mse, softmax_cross_entropy
-from lecture6.mlp import forward, init_mlp
+from lecture6.rundir import load_config_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE = load_config_file(os.path.join(ROOT, "configs", "base_train.py")).to_dict()
+XOR = xor()
+KEY = jax.random.key(20260126)
 
 # Trajectories of two exact gradient routes agree to rounding: a few hundred float64 steps of a
 # well-conditioned problem amplify 1e-16 differences to well below this.
 TRAJ_TOL = 1e-9
 
-XOR = xor()
+
+def cfg(**kw):
+    """The base config, small: 8 seeds, 40 epochs, float64."""
+    return dict(BASE, **{"seeds": 8, "epochs": 40, "log_every": 10, "lr": 0.1, "dtype": "float64", **kw})
 
 
-def small(**kw):
-    cfg = {"seeds": 8, "epochs": 40, "log_every": 10, "lr": 0.1, "dtype": "float64"}
-    cfg.update(kw)
-    return cfg
-
-
-def leaves(params):
-    return [np.asarray(a) for a in jax.tree.leaves(params)]
+def run(config, data=XOR, key=KEY, **kw):
+    runs = R.make_train_runs(config, data, **kw)
+    return runs, runs.train(key, runs.seed, runs.lr)
 
 
 def take(tree, i):
-    """Seed ``i`` (or a slice of seeds) of params with a leading seed axis."""
     return jax.tree.map(lambda a: a[i], tree)
 
 
 def assert_params_close(p, q, tol=TRAJ_TOL):
-    for a, b in zip(leaves(p), leaves(q)):
-        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(q)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("layout, optimizer, depth", [("seeds_last", "adam", 2), ("vmap", "sgd", 1)])
-def test_hand_and_autodiff_give_the_same_trajectory(key, layout, optimizer, depth):
-    cfg = small(layout=layout, optimizer=optimizer, activation="tanh", depth=depth)
-    runs = {g: T.make_train(dict(cfg, grad=g), XOR)(key) for g in ("autodiff", "hand")}
-    assert_params_close(runs["autodiff"].params, runs["hand"].params)
-    np.testing.assert_allclose(runs["autodiff"].loss, runs["hand"].loss, rtol=TRAJ_TOL, atol=TRAJ_TOL)
-    # and training moved the params: the comparison is not between two initializations
-    sizes = (2,) + (2,) * depth + (1,)
-    init = T.init_seeds(jax.random.split(key)[0], sizes, 8, dtype=jnp.float64)
-    assert max(np.abs(a - b).max() for a, b in zip(leaves(init), leaves(runs["hand"].params))) > 1e-2
+# --- An independent route: the slide's network and f_MSE written here, not with lecture6.mlp/backprop ---
 
 
-def test_seeds_last_layout_matches_the_vmapped_library_step(key):
-    """The fast layout against the per-seed step built on lecture6.mlp.forward and jax.grad."""
-    cfg = small(optimizer="momentum", activation="relu", width=3, bias_init=0.1)
-    a = T.make_train(dict(cfg, layout="seeds_last"), XOR)(key)
-    b = T.make_train(dict(cfg, layout="vmap"), XOR)(key)
+ACTS = {"relu": lambda z: jnp.where(z > 0, z, 0.0), "tanh": jnp.tanh, "sigmoid": lambda z: 1 / (1 + jnp.exp(-z)),
+        "identity": lambda z: z}
+
+
+def net(p, X, act):
+    h = X
+    for k, layer in enumerate(p):
+        z = h @ layer["W"].T + layer["b"][None, :]
+        h = ACTS[act](z) if k < len(p) - 1 else z
+    return h
+
+
+def f_mse(p, X, y, act):
+    """1/(2n) sum_i ||g(x_i) - y_i||^2, the slide's cost."""
+    return 0.5 * jnp.mean(jnp.sum((net(p, X, act) - y.reshape(len(X), -1)) ** 2, axis=1))
+
+
+_init_seeds = jax.jit(T.init_seeds, static_argnums=(1, 2), static_argnames=("init", "scale", "bias_init", "dtype"))
+
+
+def initial(config):
+    """Every run's initial params, drawn as lecture6.train draws them (row s of one normal draw)."""
+    sizes = (2,) + (config["width"],) * config["depth"] + (1,)
+    return _init_seeds(jax.random.split(KEY)[0], sizes, config["seeds"], init=config["init"],
+                       scale=config["init_scale"], bias_init=config["bias_init"], dtype=config["dtype"])
+
+
+def sgd_replay(p, X, y, act, eps, steps):
+    """``steps`` updates p <- p - eps df/dp of the independent f_MSE, one compiled loop."""
+    step = lambda p, _: (jax.tree.map(lambda a, g: a - eps * g, p, jax.grad(f_mse)(p, X, y, act)), None)
+    return jax.lax.scan(step, p, None, length=steps)[0]
+
+
+sgd_replay = jax.jit(sgd_replay, static_argnums=(3, 5))
+
+
+# --- Shared programs ---------------------------------------------------------------------------------
+
+
+GRID = cfg(activation="sigmoid", width=3, bias_init=0.1, lrs=(0.05, 0.3), epochs=30, log_every=10)
+
+
+@pytest.fixture(scope="module")
+def grid_vmap():
+    return run(dict(GRID, layout="vmap"))
+
+
+@pytest.fixture(scope="module")
+def grid_seeds_last():
+    return run(dict(GRID, layout="seeds_last"))
+
+
+@pytest.fixture(scope="module")
+def one_network_train():
+    """``jax.jit(jax.vmap(train))`` of make_train's one-network ``train`` for GRID, counted by chex."""
+    chex.clear_trace_counter()
+    train = chex.assert_max_traces(T.make_train(GRID, XOR), n=1)
+    return jax.jit(jax.vmap(train, in_axes=(None, 0, 0)))
+
+
+def test_seeds_last_layout_matches_the_vmapped_library_step(grid_vmap, grid_seeds_last):
+    (_, a), (_, b) = grid_vmap, grid_seeds_last
     assert_params_close(a.params, b.params)
-    np.testing.assert_allclose(a.final_loss, b.final_loss, rtol=TRAJ_TOL, atol=TRAJ_TOL)
+    for field in ("loss", "accuracy", "final_loss", "final_accuracy"):
+        np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=TRAJ_TOL, atol=TRAJ_TOL)
     np.testing.assert_array_equal(a.solved, b.solved)
+    np.testing.assert_array_equal(a.epochs, b.epochs)
 
 
-def test_sgd_is_the_slides_update_written_out(key):
-    """p <- p - eps grad, written with jax.grad and a Python loop, per seed (an independent route)."""
-    eps, steps, S = 0.3, 25, 2
-    res = T.make_train(small(seeds=S, epochs=steps, log_every=steps, lr=eps, activation="sigmoid"),
-                       XOR)(key)
-    init = T.init_seeds(jax.random.split(key)[0], (2, 2, 1), S, dtype=jnp.float64)
+def test_blocks_of_runs_give_the_same_runs(grid_seeds_last, monkeypatch):
+    """Training the runs 8 at a time (lax.map over blocks, as for 10,000 seeds) changes nothing."""
+    monkeypatch.setattr(R, "RUN_BLOCK_UNITS", 24)  # width 3: blocks of 8 of the 16 runs
+    assert R.run_block(16, 3) == 8
+    _, blocked = run(dict(GRID, layout="seeds_last"))
+    for a, b in zip(jax.tree.leaves(grid_seeds_last[1]), jax.tree.leaves(blocked)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_every_learning_rate_of_a_grid_is_the_one_network_train(grid_vmap, one_network_train):
+    """Both blocks of the grid: runs 0-7 (lr 0.05) and 8-15 (lr 0.3) are make_train's train, vmapped."""
+    runs, res = grid_vmap
+    np.testing.assert_array_equal(res.seed, np.tile(np.arange(8), 2))
+    np.testing.assert_array_equal(res.lr, np.repeat([0.05, 0.3], 8))
+    for block, lr in ((slice(0, 8), 0.05), (slice(8, 16), 0.3)):
+        single = one_network_train(KEY, jnp.arange(8), jnp.full(8, lr))
+        assert_params_close(take(res.params, block), single.params, tol=1e-12)
+        np.testing.assert_allclose(res.loss[block], single.loss, rtol=1e-12)
+    # the two rates give different networks: the comparison above is not between equal blocks
+    assert np.abs(res.final_loss[:8] - res.final_loss[8:]).max() > 1e-3
+
+
+def test_no_retrace_between_calls(grid_vmap, one_network_train):
+    runs, first = grid_vmap
+    other = runs.train(jax.random.fold_in(KEY, 1), runs.seed, runs.lr)
+    assert runs.train._cache_size() == 1
+    assert not np.allclose(first.final_loss, other.final_loss)  # another key, other networks
+    for k in range(3):  # chex.assert_max_traces(n=1) raises on a second trace
+        one_network_train(jax.random.fold_in(KEY, k), jnp.arange(8), jnp.full(8, 0.1))
+
+
+def test_train_is_deterministic(grid_vmap):
+    """The same key gives bit-identical results on a rerun."""
+    runs, first = grid_vmap
+    again = runs.train(KEY, runs.seed, runs.lr)
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("layout", ["vmap", "seeds_last"])
+def test_sgd_is_the_slides_update_written_out(layout, grid_vmap, grid_seeds_last):
+    """p <- p - eps df/dp with jax.grad of f_MSE written independently, per run, in a Python loop:
+    two seeds at each rate of the grid, in both layouts."""
+    _, res = grid_vmap if layout == "vmap" else grid_seeds_last
     X, y = XOR
-    grad = jax.jit(jax.grad(lambda p: objective(p, X, y, activation="sigmoid", loss="mse")))
-    for s in range(S):
-        p = take(init, s)
-        for _ in range(steps):
-            g = grad(p)
-            p = jax.tree.map(lambda a, b: a - eps * b, p, g)
-        assert_params_close(p, take(res.params, s))
-        out, _ = forward(p, X, activation="sigmoid")
-        np.testing.assert_allclose(res.final_loss[s], mse(out, y), rtol=1e-12)
+    for r in (0, 1, 8, 9):
+        p = sgd_replay(take(initial(GRID), int(res.seed[r])), X, y, "sigmoid", res.lr[r], GRID["epochs"])
+        assert_params_close(p, take(res.params, r))
+        np.testing.assert_allclose(res.final_loss[r], f_mse(p, X, y, "sigmoid"), rtol=1e-12)
 
 
-def test_adam_matches_optax_directly(key):
-    S, steps, lr = 2, 15, 0.05
-    res = T.make_train(small(seeds=S, epochs=steps, log_every=5, lr=lr, optimizer="adam"), XOR)(key)
-    init = T.init_seeds(jax.random.split(key)[0], (2, 2, 1), S, dtype=jnp.float64)
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_optimizers_match_optax_directly(optimizer):
+    config = cfg(seeds=2, epochs=15, log_every=5, lr=0.05, optimizer=optimizer, layout="vmap")
+    _, res = run(config)
     X, y = XOR
-    opt = optax.adam(lr)
-    grad = jax.jit(jax.grad(lambda p: objective(p, X, y, activation="relu", loss="mse")))
-    for s in range(S):
-        p = take(init, s)
-        st = opt.init(p)
-        for _ in range(steps):
-            u, st = opt.update(grad(p), st, p)
-            p = optax.apply_updates(p, u)
-        assert_params_close(p, take(res.params, s))
+    opt = optax.adam(0.05) if optimizer == "adam" else optax.sgd(0.05, momentum=config["momentum"])
+
+    def step(carry, _):
+        p, state = carry
+        u, state = opt.update(jax.grad(f_mse)(p, X, y, "relu"), state, p)
+        return (optax.apply_updates(p, u), state), None
+
+    p0 = initial(config)
+    ref = jax.jit(jax.vmap(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, length=15)[0][0]))(p0)
+    assert_params_close(ref, res.params)
 
 
-def test_known_good_config_solves_xor(key):
+MINI = cfg(seeds=2, epochs=3, log_every=1, batch_size=2, lr=0.2, depth=2, activation="tanh", layout="vmap")
+
+
+@pytest.fixture(scope="module")
+def minibatch():
+    return run(MINI)[1]
+
+
+def test_minibatches_are_reshuffled_each_epoch_and_the_history_is_the_epoch_mean(minibatch):
+    """batch_size 2: two steps per epoch over an order drawn per epoch and seed; the history entry of an
+    epoch is the mean of its two minibatch losses, each taken before its step (replayed here)."""
+    X, y = XOR
+    grad = jax.jit(jax.value_and_grad(f_mse), static_argnums=3)
+    order_keys = jax.random.split(jax.random.split(KEY)[1], 2)
+    orders = set()
+    for s in range(2):
+        p = take(initial(MINI), s)
+        for e in range(3):
+            perm = np.asarray(jax.random.permutation(jax.random.fold_in(order_keys[s], e), 4))
+            orders.add(tuple(perm.tolist()))
+            losses = []
+            for rows in perm.reshape(2, 2):
+                value, g = grad(p, X[rows], y[rows], "tanh")
+                losses.append(float(value))
+                p = jax.tree.map(lambda a, b: a - 0.2 * b, p, g)
+            np.testing.assert_allclose(minibatch.loss[s, e], np.mean(losses), rtol=1e-12)
+        assert_params_close(p, take(minibatch.params, s))
+    assert len(orders) > 1  # the order changes between epochs and seeds
+
+
+def _trajectories(config):
+    return [run(dict(config, grad=g))[1] for g in ("autodiff", "hand")]
+
+
+def test_hand_and_autodiff_give_the_same_minibatch_trajectory(minibatch):
+    hand = run(dict(MINI, grad="hand"))[1]
+    assert_params_close(minibatch.params, hand.params)
+    np.testing.assert_allclose(minibatch.loss, hand.loss, rtol=TRAJ_TOL, atol=TRAJ_TOL)
+    moved = np.abs(np.asarray(hand.params[0]["W"]) - np.asarray(initial(MINI)[0]["W"])).max()
+    assert moved > 1e-2  # training moved the params: not a comparison of two initializations
+
+
+def test_default_config_in_float32_with_x64_off():
+    """The scripts' default -- relu, f_MSE, SGD, float32, 64-bit mode off: hand and autodiff agree, and
+    both follow a float64 replay of the slide's update from the same float32 initial weights."""
+    config = dict(BASE, seeds=16, epochs=200, log_every=100, layout="vmap", progress_every=0)
+    with jax.enable_x64(False):
+        auto, hand = _trajectories(config)
+        assert auto.final_loss.dtype == jnp.float32 and auto.params[0]["W"].dtype == jnp.float32
+        p0 = initial(config)
+    assert_params_close(auto.params, hand.params, tol=1e-5)  # float32 rounding, grown over 200 steps
+    np.testing.assert_array_equal(auto.solved, hand.solved)
+    X, y = XOR
+    p0 = jax.tree.map(lambda a: a.astype(jnp.float64), p0)
+    ref = jax.vmap(lambda p: sgd_replay(p, X, y, "relu", 0.1, 200))(p0)
+    assert_params_close(auto.params, ref, tol=1e-4)
+
+
+def test_known_good_config_solves_xor():
     """Width 8 tanh (Glorot) networks with plain SGD solve XOR from almost every seed."""
-    res = T.make_train(small(seeds=64, epochs=1000, log_every=100, width=8, activation="tanh",
-                             init="glorot", lr=0.5), XOR)(key)
-    assert np.mean(res.solved) >= 0.9
-    assert not res.diverged.any()
-    # solved means all four outputs within 0.5 of the target; check one against the library forward
-    i = int(np.argmax(res.solved))
-    out, _ = forward(take(res.params, i), XOR[0], activation="tanh")
-    assert np.all(np.abs(np.asarray(out)[:, 0] - XOR[1]) < 0.5)
-    # the loss went down along the history (median over seeds)
+    _, res = run(cfg(seeds=64, epochs=1000, log_every=100, width=8, activation="tanh", init="glorot", lr=0.5))
+    assert np.mean(res.solved) >= 0.9 and not res.diverged.any()
+    i = int(np.argmax(res.solved))  # solved: all four outputs within 0.5, by the independent forward
+    assert np.all(np.abs(np.asarray(net(take(res.params, i), XOR[0], "tanh"))[:, 0] - XOR[1]) < 0.5)
     med = np.median(np.asarray(res.loss), axis=0)
     assert med[-1] < 0.5 * med[0]
 
 
-def test_linear_network_never_solves_xor(key):
-    """No affine model solves XOR: identity activation, every seed fails (the slide's point)."""
-    res = T.make_train(small(seeds=32, epochs=300, log_every=100, activation="identity", lr=0.2), XOR)(key)
+def test_linear_network_never_solves_xor():
+    """No affine model solves XOR: identity activation, every seed fails at f_MSE = 1/8 (least squares)."""
+    _, res = run(cfg(seeds=32, epochs=300, log_every=100, activation="identity", lr=0.2))
     assert not res.solved.any()
     np.testing.assert_allclose(np.median(res.final_loss), 1 / 8, rtol=1e-3)
 
 
-def test_no_retrace_between_calls(key):
-    train = T.make_train(small(), XOR)
-    a = train(key)
-    b = train(jax.random.fold_in(key, 1))
-    c = train(jax.random.fold_in(key, 2))
-    assert train.n_traces == 1
-    assert not np.allclose(a.final_loss, b.final_loss)  # different keys, different runs
-    assert c.loss.shape == (8, 4)
+@pytest.fixture(scope="module")
+def diverging():
+    """A grid whose second rate diverges; progress lines collected."""
+    seen = []
+    runs, res = run(cfg(lrs=(0.1, 1e6), seeds=4, epochs=40, log_every=10), progress=lambda *a: seen.append(a),
+                    progress_every=20)
+    jax.effects_barrier()
+    return runs, res, seen
 
 
-def test_compile_then_call_reuses_the_program(key):
-    train = T.make_train(small(), XOR)
-    seconds = train.compile(key)
-    assert seconds > 0
-    train(key)
-    train(jax.random.fold_in(key, 3))
-    assert train.n_traces == 1
-
-
-def test_divergence_is_detected_per_seed_and_kept_out_of_aggregates(key):
-    """A huge learning rate in a grid diverges; its runs are flagged, the others are not."""
-    res = T.make_train(small(lrs=(0.1, 1e6), seeds=4, epochs=50, log_every=10), XOR)(key)
+def test_divergence_is_detected_per_seed_and_kept_out_of_aggregates(diverging):
+    runs, res, seen = diverging
     lr = np.asarray(res.lr)
-    assert res.diverged[lr > 1].all()
-    assert not res.diverged[lr < 1].any()
-    rep = T.diverged_report(res)
-    assert rep["count"] == 4 and rep["runs"] == [4, 5, 6, 7] and rep["seeds"] == [0, 1, 2, 3]
-    rows = T.aggregate_history(res)
+    assert res.diverged[lr > 1].all() and not res.diverged[lr < 1].any()
+    assert R.diverged_report(res) == {"count": 4, "runs": [4, 5, 6, 7], "seeds": [0, 1, 2, 3]}
+    rows = R.aggregate_history(res)
     assert all(r["runs"] == 4 for r in rows)
-    assert all(np.isfinite(r["loss_median"]) for r in rows)
+    finite = np.asarray(res.loss)[:4]  # aggregates over the four finite runs only, checked by hand
+    np.testing.assert_allclose([r["loss_median"] for r in rows], np.median(finite, axis=0), rtol=1e-12)
+    np.testing.assert_allclose([r["loss_mean"] for r in rows], finite.mean(axis=0), rtol=1e-12)
     assert not res.solved[lr > 1].any()
+    # progress every 20 epochs: at 20 the huge-rate runs are still finite (loss ~1e227), by 40 they are not
+    assert [(e, n) for e, _, n, _, _ in seen] == [(20, 8), (40, 4)]
+    np.testing.assert_allclose(seen[1][1], finite[:, 3].mean(), rtol=1e-12)
 
 
-def test_all_diverged_aggregates_are_none(key):
-    res = T.make_train(small(lr=1e8, seeds=2, epochs=20, log_every=10), XOR)(key)
+def test_all_diverged_aggregates_are_none(diverging):
+    runs = diverging[0]
+    res = runs.train(KEY, runs.seed, np.full(runs.lr.shape, 1e8))  # the same program, every rate diverging
     assert res.diverged.all()
-    assert T.aggregate_history(res)[0]["loss_median"] is None
+    assert R.aggregate_history(res)[0]["loss_median"] is None
 
 
-def test_lr_grid_runs_share_seeds(key):
-    res = T.make_train(small(lrs=(0.05, 0.2), seeds=3), XOR)(key)
-    assert res.final_loss.shape == (6,)
-    np.testing.assert_array_equal(res.seed, [0, 1, 2, 0, 1, 2])
-    # each block of the grid is exactly the single-lr run with the same key (same seeds)
-    for lr, part in ((0.2, slice(3, 6)),):
-        single = T.make_train(small(lr=lr, seeds=3), XOR)(key)
-        assert_params_close(take(res.params, part), single.params, tol=1e-12)
+def test_seed_draws_do_not_depend_on_the_number_of_seeds():
+    sizes = (2, 3, 1)
+    three, seven = (jax.jit(lambda s, n=n: T.draw_network(KEY, s, T.check_config(cfg(seeds=n)), sizes))
+                    for n in (3, 7))
+    for s in range(3):
+        (a, ka), (b, kb) = three(s), seven(s)
+        assert_params_close(a, b, tol=0)
+        np.testing.assert_array_equal(jax.random.key_data(ka), jax.random.key_data(kb))
+    assert not np.allclose(three(0)[0][0]["W"], three(1)[0][0]["W"])
+    # a seed outside [0, seeds) is NaN, never another seed's weights
+    assert np.isnan(np.asarray(three(5)[0][0]["W"])).all()
 
 
-def test_seed_blocks_give_the_same_result(key):
-    cfg = small(seeds=8, layout="vmap")
-    a = T.make_train(cfg, XOR)(key)
-    b = T.make_train(dict(cfg, seed_block=2), XOR)(key)
-    assert_params_close(a.params, b.params, tol=1e-12)
+def test_init_seeds_has_the_init_std(rng):
+    """Mean and standard deviation of 200 x 40 x 50 He draws within 5 standard errors of N(0, 2/50)."""
+    W = np.asarray(_init_seeds(KEY, (50, 40, 1), 200, init="he", dtype="float64")[0]["W"])
+    std, n = np.sqrt(2 / 50), W.size
+    assert W.shape == (200, 40, 50)
+    assert abs(W.mean()) < 5 * std / np.sqrt(n)
+    assert abs(W.std() - std) < 5 * std / np.sqrt(2 * n)  # the standard error of a sample std
 
 
-def test_seed_results_do_not_depend_on_the_number_of_seeds(key):
-    a = T.make_train(small(seeds=3), XOR)(key)
-    b = T.make_train(small(seeds=7), XOR)(key)
-    assert_params_close(a.params, take(b.params, slice(0, 3)), tol=1e-12)
-
-
-def test_full_batch_when_batch_size_is_at_least_n(key):
-    a = T.make_train(small(batch_size=4, layout="vmap"), XOR)(key)
-    b = T.make_train(small(batch_size=100, layout="vmap"), XOR)(key)
-    assert_params_close(a.params, b.params, tol=1e-12)
-
-
-@pytest.mark.parametrize("layout", ["seeds_last", "vmap"])
-def test_minibatches_are_reshuffled_each_epoch(key, layout):
-    """batch_size 1: one step per example, in an order that changes from epoch to epoch."""
-    X, y = XOR
-    cfg = small(seeds=2, epochs=2, log_every=1, batch_size=1, lr=0.1, layout=layout)
-    res = T.make_train(cfg, XOR)(key)
-    init = T.init_seeds(jax.random.split(key)[0], (2, 2, 1), 2, dtype=jnp.float64)
-    skeys = jax.random.split(jax.random.split(key)[1], 2)
-    grad = jax.jit(jax.grad(lambda p, Xb, yb: objective(p, Xb, yb, activation="relu", loss="mse")))
-    orders = set()
-    for s in range(2):
-        p = take(init, s)
-        perms = [np.asarray(jax.random.permutation(jax.random.fold_in(skeys[s], e), 4)) for e in range(2)]
-        orders.update(tuple(q.tolist()) for q in perms)
-        for perm in perms:
-            for i in perm:
-                g = grad(p, X[i:i + 1], y[i:i + 1])
-                p = jax.tree.map(lambda a, b: a - 0.1 * b, p, g)
-        assert_params_close(p, take(res.params, s))
-    assert len(orders) > 1  # the order changes (between epochs and seeds)
-
-
-def test_minibatch_history_is_the_epoch_mean(key):
-    res = T.make_train(small(batch_size=2, epochs=1, log_every=1, seeds=1, layout="vmap"), XOR)(key)
-    assert res.loss.shape == (1, 1)
-    assert 0.0 <= float(res.accuracy[0, 0]) <= 1.0
-
-
-def test_seeds_last_losses_match_the_library(key, rng):
-    S, B, K = 3, 5, 4
-    out = rng.normal(size=(S, B, K))
-    Y = np.eye(K)[rng.integers(0, K, size=B)]
-    rows = T.seeds_last_rows(np.moveaxis(out, 0, -1))
-    for name, ref in (("mse", mse), ("softmax_ce", softmax_cross_entropy)):
-        value, grad = T.loss_seeds_last(rows, T.seeds_last_rows(Y), name)
-        np.testing.assert_allclose(value, [ref(out[s], Y) for s in range(S)], rtol=1e-12)
-        g = np.array([[np.asarray(grad[r][k]) for k in range(K)] for r in range(B)])  # (B, K, S)
-        want = np.stack([jax.grad(ref)(jnp.asarray(out[s]), Y) for s in range(S)], axis=-1)
-        np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-12)
-
-
-def test_seeds_last_round_trip(key):
-    p = T.init_seeds(key, (3, 4, 2), 5, dtype=jnp.float64)
-    assert_params_close(T.from_seeds_last(T.to_seeds_last(p)), p, tol=0)
-
-
-def test_init_seeds_has_init_mlp_statistics(key):
-    p = T.init_seeds(key, (50, 40, 1), 200, init="he", dtype=jnp.float64)
-    assert p[0]["W"].shape == (200, 40, 50)
-    np.testing.assert_allclose(np.std(p[0]["W"]), np.sqrt(2 / 50), rtol=0.02)
-    q = init_mlp(key, (50, 40, 1), init="he")
-    assert q[0]["W"].shape == p[0]["W"].shape[1:]
-
-
-def test_softmax_ce_training_on_blobs(key, rng):
+def test_softmax_ce_training_on_blobs(rng):
     """Three separable Gaussian blobs: a ReLU net with softmax CE and minibatch SGD fits them."""
     centers = np.array([[0.0, 3.0], [3.0, -2.0], [-3.0, -2.0]])
     labels = rng.integers(0, 3, size=60)
     X = centers[labels] + 0.3 * rng.normal(size=(60, 2))
-    res = T.make_train(small(loss="softmax_ce", width=8, batch_size=16, epochs=30, log_every=10,
-                             seeds=2, lr=0.2), (X, labels))(key)
+    _, res = run(cfg(loss="softmax_ce", width=8, batch_size=16, epochs=30, log_every=10, seeds=2, lr=0.2),
+                 (X, labels))
     assert res.loss.shape == (2, 3)
     assert (np.asarray(res.final_accuracy) > 0.95).all()
 
 
-def test_progress_callback_reports_chunks(key):
-    seen = []
-    train = T.make_train(small(epochs=40, log_every=10), XOR,
-                         progress=lambda *a: seen.append(a), progress_every=20)
-    jax.block_until_ready(train(key))
-    jax.effects_barrier()
-    assert [e for e, *_ in seen] == [20, 40]
-    assert all(n == 8 for _, _, n, _, _ in seen)
-    assert all(0.0 <= solved <= 1.0 and 0.0 <= acc <= 1.0 and solved <= acc for *_, solved, acc in seen)
+# --- Config and data checks ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -268,27 +341,58 @@ def test_progress_callback_reports_chunks(key):
 )
 def test_bad_config_names_field_and_value(field, value):
     with pytest.raises(ValueError) as err:
-        T.validate_config(small(**{field: value}))
+        T.check_config(cfg(**{field: value}))
     assert f"config.{field}" in str(err.value) and repr(value) in str(err.value)
 
 
-def test_unknown_config_field_is_an_error():
-    with pytest.raises(ValueError, match="unknown config field.*'widht'"):
-        T.validate_config({"widht": 3})
+_BAD = {  # per field, values it must reject
+    "width": st.one_of(st.integers(max_value=0), st.floats(), st.text(max_size=3), st.booleans()),
+    "depth": st.one_of(st.integers(max_value=0), st.floats()),
+    "activation": st.text(max_size=8).filter(lambda s: s not in T.ACTIVATIONS),
+    "loss": st.text(max_size=8).filter(lambda s: s not in T.LOSSES),
+    "init_scale": st.one_of(st.floats(max_value=0.0), st.just(float("inf")), st.just(float("nan"))),
+    "bias_init": st.one_of(st.just(float("inf")), st.just(float("nan")), st.text(max_size=3)),
+    "optimizer": st.text(max_size=8).filter(lambda s: s not in T.OPTIMIZERS),
+    "lr": st.one_of(st.floats(max_value=0.0), st.just(float("nan")), st.none()),
+    "lrs": st.lists(st.floats(max_value=0.0), min_size=1, max_size=3).map(tuple),
+    "momentum": st.one_of(st.floats(min_value=1.0), st.floats(max_value=-1e-9)),
+    "epochs": st.integers(max_value=0),
+    "batch_size": st.integers(max_value=0),
+    "seeds": st.one_of(st.integers(max_value=0), st.floats(min_value=1, max_value=10)),
+    "seed": st.one_of(st.floats(), st.text(max_size=3)),
+    "dtype": st.text(max_size=8).filter(lambda s: s not in T.DTYPES),
+    "log_every": st.integers(min_value=3, max_value=39).filter(lambda k: 40 % k),
+    "layout": st.text(max_size=8).filter(lambda s: s not in T.LAYOUTS),
+}
 
 
-def test_bad_data_is_an_error():
-    with pytest.raises(ValueError, match="rows like X"):
-        T.make_train(small(), (XOR[0], np.zeros(3)))
+@hypothesis.settings(max_examples=150, deadline=None)
+@hypothesis.given(st.sampled_from(sorted(_BAD)).flatmap(lambda f: st.tuples(st.just(f), _BAD[f])))
+def test_every_bad_value_is_an_error_naming_the_field(field_value):
+    field, value = field_value
+    with pytest.raises(ValueError) as err:
+        T.check_config(cfg(**{field: value}))
+    assert f"config.{field} = {value!r}" in str(err.value)
 
 
-def test_softmax_ce_hand_seeds_last_matches_autodiff_vmap(key, rng):
-    """The seeds-last hand backprop with softmax CE against the vmapped jax.grad of the library loss."""
-    X = rng.normal(size=(9, 2))
-    labels = rng.integers(0, 3, size=9)
-    cfg = small(loss="softmax_ce", width=3, seeds=4, epochs=20, log_every=10, lr=0.3, batch_size=9)
-    a = T.make_train(dict(cfg, layout="seeds_last", grad="hand"), (X, labels))(key)
-    b = T.make_train(dict(cfg, layout="vmap", grad="autodiff"), (X, labels))(key)
-    assert_params_close(a.params, b.params)
-    np.testing.assert_allclose(a.accuracy, b.accuracy, atol=1e-12)
-    np.testing.assert_allclose(a.final_accuracy, b.final_accuracy, atol=1e-12)
+def test_missing_field_is_an_error():
+    config = cfg()
+    del config["momentum"]
+    with pytest.raises(ValueError, match=r"lacks the training field\(s\) \['momentum'\]"):
+        T.check_config(config)
+
+
+@pytest.mark.parametrize("data, match", [
+    ((XOR[0], np.zeros(3)), "rows like X"),
+    ((np.where(XOR[0] == 1, np.nan, XOR[0]), XOR[1]), "X contains non-finite values"),
+    ((XOR[0], np.array([0.0, np.inf, 1.0, 0.0])), "Y contains non-finite values"),
+    ((XOR[0][0], XOR[1]), r"X must be \(n, d\)"),
+])
+def test_bad_data_is_an_error(data, match):
+    with pytest.raises(ValueError, match=match):
+        T.prepare_data(data, T.check_config(cfg()))
+
+
+def test_negative_labels_are_an_error():
+    with pytest.raises(ValueError, match="class labels must be >= 0, got min -1"):
+        T.prepare_data((XOR[0], np.array([0, 1, -1, 0])), T.check_config(cfg(loss="softmax_ce")))

@@ -15,7 +15,7 @@ import numpy as np
 from lecture6.audit import Check, claim, sized
 from lecture6.audit._ref import wilson
 from lecture6.data import xor
-from lecture6.train import make_train
+from lecture6.runs import make_train_runs
 
 ORDER = 50
 
@@ -25,8 +25,15 @@ _S_LIN = "Crucial role of non-linearity"
 #: Seeds per row: one compiled run of 1,000 seeds takes a second or two; quick mode runs fewer.
 _SEEDS = 1000
 _QUICK_SEEDS = 200
-_BASE = {"width": 2, "activation": "relu", "init": "he", "optimizer": "sgd", "lr": 0.1, "epochs": 2000,
-         "batch_size": 4, "log_every": 100, "dtype": "float32"}
+_BASE = {"width": 2, "depth": 1, "activation": "relu", "loss": "mse", "init": "he", "init_scale": 1.0,
+         "bias_init": 0.0, "optimizer": "sgd", "lr": 0.1, "lrs": (), "momentum": 0.9, "grad": "autodiff",
+         "epochs": 2000, "batch_size": 4, "seed": 0, "log_every": 100, "dtype": "float32", "layout": "auto"}
+
+
+def make_train(config: dict, data):
+    """Every seed of ``config`` as one compiled program: ``train(key) -> TrainResult`` (leading seed axis)."""
+    runs = make_train_runs(config, data)
+    return lambda key: runs.train(key, runs.seed, runs.lr)
 
 #: The figures README.md quotes for the 2-2-1 ReLU network above (1000s of seeds, He init, lr 0.1,
 #: 2000 epochs of full-batch SGD): the fraction of seeds that solve XOR (the xor_study table, width 2,
