@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m lecture6.audit
+	$(PY) scripts/fit_ppca.py --config configs/ppca.py --config.dataset=mnist --config.q=10 --workdir runs/ppca_mnist
 	$(PY) scripts/fit_ppca.py --config configs/ppca.py --config.dataset=digits --config.q=10 --workdir runs/ppca_digits
-	$(PY) scripts/fit_ppca.py --config configs/ppca.py --config.dataset=faces --config.q=10 --config.em_iters=3000 --config.gradient_steps=3000 --workdir runs/ppca_faces
+	$(PY) scripts/fit_ppca.py --config configs/ppca.py --config.dataset=faces --config.q=10 --workdir runs/ppca_faces
 	$(PY) scripts/train_xor.py --config configs/xor.py --workdir runs/xor
 	$(PY) scripts/train_digits.py --config configs/digits.py --workdir runs/digits
 
