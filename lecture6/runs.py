@@ -115,7 +115,7 @@ def make_train_runs(config, data, *, progress: Callable | None = None, progress_
                 report(progress, (j + 1) * config.log_every, due, state.finite, loss, acc)
             return state, (loss, acc)
 
-        params, order_key = jax.vmap(lambda s: draw_network(key, s, config, p.sizes))(seed)
+        params, order_key = jax.vmap(lambda s: draw_network(key, s, config, p.sizes, minibatches=p.minibatches))(seed)
         state, (loss, acc) = jax.lax.scan(logged, p.init(params, order_key, lr), jnp.arange(p.n_log))
         return p.finish(state, loss.T, acc.T, seed, lr)
 

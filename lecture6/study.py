@@ -120,7 +120,8 @@ def make_study(config, cells: Sequence[tuple[str, int]], data):
     def study(key):
         init_key, order_key = jax.random.split(key)  # as lecture6.train.draw_network splits it
         noise = jax.random.normal(init_key, (S * max(n_weights(sizes(w)) for w in widths),), X.dtype)
-        order_keys = jax.random.split(order_key, S)
+        minibatches = config.batch_size < X.shape[0]  # full batch: no minibatch order to draw
+        order_keys = jax.random.split(order_key, S) if minibatches else jax.vmap(lambda _: order_key)(jnp.arange(S))
         out = {}
         for width in widths:
             acts = [a for a, w in cells if w == width]

@@ -124,4 +124,4 @@ def make_program(config, data, *, sigma: Callable | None = None) -> Program:
                            final_accuracy=final_acc, solved=(final_acc == 1) & ~diverged, diverged=diverged,
                            lr=jnp.asarray(lr, X.dtype), seed=jnp.asarray(seed))
 
-    return Program(init, epochs, finish, sizes, config.epochs // config.log_every, config.epochs)
+    return Program(init, epochs, finish, sizes, config.epochs // config.log_every, config.epochs, False)
