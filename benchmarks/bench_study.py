@@ -55,9 +55,9 @@ def main():
             t_old = min(t_old or 1e9, time.perf_counter() - t0)
         print(f"before: {t_old:6.2f} s  ({len(old_rows)} programs, compile and train)")
         print(f"ratio before / ours: {t_old / wall:.1f}x")
-        same = [(r["activation"], r["width"], r["solved"], o["solved"]) for r, o in zip(rows, old_rows)]
-        assert all((r[:2] == (o["activation"], o["width"])) for r, o in zip(rows, old_rows))
-        diff = [s for s in same if s[2] != s[3]]
+        assert [(r["activation"], r["width"]) for r in rows] == [(o["activation"], o["width"]) for o in old_rows]
+        diff = [(r["activation"], r["width"], r["solved"], o["solved"]) for r, o in zip(rows, old_rows)
+                if r["solved"] != o["solved"]]
         print("solved counts: " + ("identical in every cell" if not diff else f"DIFFER in {diff}"))
     print(study.markdown_table(rows))
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")

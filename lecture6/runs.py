@@ -29,16 +29,14 @@ from lecture6.train import Program, TrainResult, check_config, draw_network, mak
 # 10,000 runs (768 products of examples x weights per forward pass). Outside that range it is unmeasured.
 SEEDS_LAST_MIN_RUNS = 8
 SEEDS_LAST_MAX_PRODUCTS = 768
-# `python benchmarks/bench_study.py` and the sweep: training a block of runs for several epochs before the
-# next (lax.map) was up to 4x faster than all runs at once; hidden units x runs per block about this many.
-RUN_BLOCK_UNITS = 10000
 
 
 @functools.cache
 def seeds_last_compiler_options() -> dict:
     """XLA options for seeds-last programs: their small reductions (over a layer's units) compiled as
-    XLA's own loops. On this CPU XLA otherwise hands them to its YNNPACK fusions, which made the
-    programs up to 10x slower (benchmarks/bench_train.py). Empty where XLA does not know the option."""
+    XLA's own loops. XLA's CPU backend otherwise hands them to YNNPACK fusions, which made the 2-2-1 and
+    2-16-1 programs 20x and 24x slower at 10,000 runs here (2.1e6 against 4.2e7 seed-steps/s for 2-2-1).
+    Empty where XLA does not know the option."""
     options = {"xla_cpu_experimental_ynn_fusion_type": ""}
     try:
         jax.jit(lambda x: x, compiler_options=options).lower(0.0).compile()
@@ -68,17 +66,6 @@ def run_grid(config) -> tuple[np.ndarray, np.ndarray]:
             np.repeat(np.asarray(lrs, dtype=config.dtype), config.seeds))
 
 
-def run_block(runs: int, width: int) -> int:
-    """Runs per block for :func:`program_over_runs`: the largest divisor of ``runs`` up to
-    ``RUN_BLOCK_UNITS // width`` (a block's state then stays in the CPU's cache), or 0 (no blocks) when
-    that divisor is under a quarter of the target."""
-    target = max(1, RUN_BLOCK_UNITS // max(1, width))
-    if runs <= target:
-        return 0
-    block = max(d for d in range(1, target + 1) if runs % d == 0)
-    return block if 4 * block >= target else 0
-
-
 def choose_layout(config, X, Y) -> str:
     """``config.layout``, or for ``"auto"`` the faster one measured (see the thresholds above)."""
     if config.layout != "auto":
@@ -90,41 +77,15 @@ def choose_layout(config, X, Y) -> str:
     return "seeds_last" if fits and runs >= SEEDS_LAST_MIN_RUNS and products <= SEEDS_LAST_MAX_PRODUCTS else "vmap"
 
 
-def program_over_runs(config, data, layout: str, *, sigma=None, block: int = 0) -> Program:
+def program_over_runs(config, data, layout: str, *, sigma=None) -> Program:
     """:func:`lecture6.train.make_program`'s pieces over all runs at once: ``init(params, order_key, lr)``
     with a leading run axis ``R`` on each, ``vmap``-ed (``layout="vmap"``) or written over the runs
-    (``"seeds_last"``, :mod:`lecture6.train_seeds_last`; there ``sigma`` sees every run's ``z``).
-
-    With ``block`` (a divisor of ``R``) the runs are trained ``block`` at a time by ``lax.map``, each block
-    for ``log_every`` epochs before the next: a block's state stays in cache (see :func:`run_block`).
-    """
+    (``"seeds_last"``, :mod:`lecture6.train_seeds_last`; there ``sigma`` sees every run's ``z``)."""
     if layout == "seeds_last":
-        p = train_seeds_last.make_program(config, data, sigma=sigma)
-    else:
-        p = make_program(config, data, sigma=sigma)
-        p = p._replace(init=jax.vmap(p.init), epochs=jax.vmap(p.epochs, in_axes=(0, None)),
-                       finish=jax.vmap(p.finish, out_axes=TrainResult(*[0] * 10)._replace(epochs=None)))
-    if not block:
-        return p
-
-    def split(a):  # (R, ...) -> (R // block, block, ...)
-        return a.reshape((-1, block) + a.shape[1:])
-
-    def merge(a):
-        return a.reshape((-1,) + a.shape[2:])
-
-    def init(params, order_key, lr):
-        return jax.lax.map(lambda a: p.init(*a), jax.tree.map(split, (params, order_key, lr)))
-
-    def epochs(state, j):
-        state, (loss, acc) = jax.lax.map(lambda s: p.epochs(s, j), state)
-        return state, (merge(loss), merge(acc))
-
-    def finish(state, loss, acc, seed, lr):
-        res = jax.lax.map(lambda a: p.finish(*a), (state, *jax.tree.map(split, (loss, acc, seed, lr))))
-        return jax.tree.map(merge, res._replace(epochs=None))._replace(epochs=res.epochs[0])
-
-    return p._replace(init=init, epochs=epochs, finish=finish)
+        return train_seeds_last.make_program(config, data, sigma=sigma)
+    p = make_program(config, data, sigma=sigma)
+    return p._replace(init=jax.vmap(p.init), epochs=jax.vmap(p.epochs, in_axes=(0, None)),
+                      finish=jax.vmap(p.finish, out_axes=TrainResult(*[0] * 10)._replace(epochs=None)))
 
 
 def make_train_runs(config, data, *, progress: Callable | None = None, progress_every: int = 0) -> Runs:
@@ -143,8 +104,7 @@ def make_train_runs(config, data, *, progress: Callable | None = None, progress_
     X, Y = prepare_data(data, config)
     layout = choose_layout(config, X, Y)
     seed, lr = run_grid(config)
-    block = run_block(seed.size, config.width) if layout == "seeds_last" else 0
-    p = program_over_runs(config, (X, Y), layout, block=block)
+    p = program_over_runs(config, (X, Y), layout)
     every = max(1, progress_every // config.log_every) if progress_every else p.n_log
 
     def train_runs(key, seed, lr):
@@ -155,7 +115,7 @@ def make_train_runs(config, data, *, progress: Callable | None = None, progress_
                 report(progress, (j + 1) * config.log_every, due, state.finite, loss, acc)
             return state, (loss, acc)
 
-        params, order_key = jax.vmap(lambda s: draw_network(key, s, config, p.sizes))(seed)
+        params, order_key = jax.vmap(lambda s: draw_network(key, s, config, p.sizes, minibatches=p.minibatches))(seed)
         state, (loss, acc) = jax.lax.scan(logged, p.init(params, order_key, lr), jnp.arange(p.n_log))
         return p.finish(state, loss.T, acc.T, seed, lr)
 

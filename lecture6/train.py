@@ -156,7 +156,10 @@ def init_params(key, seed, sizes, *, seeds: int, init: str = "he", scale: float 
     to compile than one per layer), and row ``seed`` does not depend on how many seeds there are. A
     ``seed`` outside ``[0, seeds)`` gives NaN weights (flagged as diverged), never another seed's.
     """
-    noise = jax.random.normal(key, (seeds, n_weights(sizes)), dtype=dtype)
+    P = n_weights(sizes)
+    # drawn flat: the same numbers as shape (seeds, P) (threefry depends on the flat index only), and
+    # XLA compiles the one-dimensional draw about twice as fast
+    noise = jax.random.normal(key, (seeds * P,), dtype=dtype).reshape(seeds, P)
     return params_from_noise(noise.at[seed].get(mode="fill", fill_value=jnp.nan), sizes, init=init, scale=scale,
                              bias_init=bias_init)
 
@@ -232,15 +235,17 @@ class Program(NamedTuple):
     sizes: tuple  # layer widths (d, width, ..., n_out)
     n_log: int  # history entries: epochs // log_every
     steps: int  # minibatch steps per run: epochs * minibatches per epoch
+    minibatches: bool  # False: every step is the full batch
 
 
-def draw_network(key, seed, config, sizes):
+def draw_network(key, seed, config, sizes, *, minibatches: bool = True):
     """``(params, order_key)`` of network ``seed`` of the family rooted at ``key``: its initial weights
-    (:func:`init_params`) and the key of its minibatch order (both independent of ``config.seeds``)."""
+    (:func:`init_params`) and the key of its minibatch order (both independent of ``config.seeds``).
+    Full batch (``minibatches=False``) the order key is not drawn (a third of the compile time saved)."""
     init_key, order_key = jax.random.split(key)
     params = init_params(init_key, seed, sizes, seeds=config.seeds, init=config.init, scale=config.init_scale,
                          bias_init=config.bias_init, dtype=jnp.dtype(config.dtype))
-    return params, jax.random.split(order_key, config.seeds)[seed]
+    return params, jax.random.split(order_key, config.seeds)[seed] if minibatches else order_key
 
 
 def accuracy(out, Y, loss: str):
@@ -321,7 +326,7 @@ def make_program(config, data, *, sigma: Callable | None = None) -> Program:
                            final_accuracy=final_acc, solved=solved & ~diverged, diverged=diverged,
                            lr=jnp.asarray(lr, X.dtype), seed=jnp.asarray(seed))
 
-    return Program(init, epochs, finish, sizes, config.epochs // config.log_every, config.epochs * n_batches)
+    return Program(init, epochs, finish, sizes, config.epochs // config.log_every, config.epochs * n_batches, B < n)
 
 
 def make_train(config, data):
@@ -340,7 +345,7 @@ def make_train(config, data):
     program = make_program(config, data)
 
     def train(key, seed, lr):
-        params, order_key = draw_network(key, seed, config, program.sizes)
+        params, order_key = draw_network(key, seed, config, program.sizes, minibatches=program.minibatches)
         state, (loss, acc) = jax.lax.scan(program.epochs, program.init(params, order_key, lr),
                                           jnp.arange(program.n_log))
         return program.finish(state, loss, acc, seed, lr)

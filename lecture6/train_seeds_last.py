@@ -48,30 +48,23 @@ def _sum(terms):
     return out
 
 
-def layer(W, h, b):
-    """``z_o = sum_i W_oi h_i + b_o`` for every run: ``W (o, i, R)``, ``b (o, R)``, and ``h`` either a
-    hidden layer ``(i, R)`` or one example's inputs, a list of Python floats (products with 0 or 1 folded)."""
-    if isinstance(h, list):
-        return _sum([W[:, i] if x == 1 else W[:, i] * x for i, x in enumerate(h) if x != 0] + [b])
-    return jnp.sum(W * h[None], axis=1) + b
+def first_layer(W, X, b):
+    """``z_ro = sum_i W_oi x_ri + b_o`` for every example ``r`` and run: ``W (o, i, R)``, ``b (o, R)``,
+    ``X`` a list of examples, each a list of Python floats (products with 0 or 1 folded) -> ``(n, o, R)``."""
+    return jnp.stack([_sum([W[:, i] if x_i == 1 else W[:, i] * x_i for i, x_i in enumerate(x) if x_i != 0] + [b])
+                      for x in X])
 
 
-def forward(params, x, sigma: Callable):
-    """One example ``x`` (a list of ``d`` floats) through every run's network: ``yhat (n_out, R)``.
+def forward(params, X, sigma: Callable):
+    """Every example ``X[r]`` through every run's network: ``yhat (n, n_out, R)``.
 
     ``z^(k) = W^(k) h^(k-1) + b^(k)``, ``h^(k) = sigma(z^(k))``, every entry a vector over the runs; the
     output layer is linear.
     """
-    h = x
-    for k, la in enumerate(params):
-        z = layer(la["W"], h, la["b"])
-        h = sigma(z) if k < len(params) - 1 else z
-    return h
-
-
-def errors(outs, Y):
-    """``yhat_ro - y_ro`` for every example ``r`` and output ``o``, each ``(R,)``; ``outs[r]`` is ``(n_out, R)``."""
-    return [out[o] - y_o for out, y in zip(outs, Y) for o, y_o in enumerate(y)]
+    z = first_layer(params[0]["W"], X, params[0]["b"])
+    for la in params[1:]:
+        z = jnp.sum(la["W"][None] * sigma(z)[:, None], axis=2) + la["b"][None]
+    return z
 
 
 def make_program(config, data, *, sigma: Callable | None = None) -> Program:
@@ -90,14 +83,13 @@ def make_program(config, data, *, sigma: Callable | None = None) -> Program:
     sizes = (X.shape[1],) + (config.width,) * config.depth + (Y.shape[1],)
     sigma = sigma or get_activation(config.activation)[0]
     optimizer = make_optimizer(config)
-    X_rows, Y_rows = X.tolist(), Y.tolist()  # shared by every run: constants of the program
+    X_rows = X.tolist()  # shared by every run: constants of the program
 
     def scores(params):
         """f_MSE ``1/(2n) sum_r ||yhat_r - y_r||^2`` ``(R,)`` and the fraction of outputs within 0.5 of
         their targets ``(R,)``."""
-        e = errors([forward(params, x, sigma) for x in X_rows], Y_rows)
-        return _sum([e_i * e_i for e_i in e]) / (2 * len(X_rows)), _sum([
-            (jnp.abs(e_i) < 0.5).astype(X.dtype) for e_i in e]) / len(e)
+        e = forward(params, X_rows, sigma) - Y[:, :, None]
+        return jnp.sum(e * e, axis=(0, 1)) / (2 * Y.shape[0]), jnp.mean((jnp.abs(e) < 0.5).astype(X.dtype), axis=(0, 1))
 
     def total_loss(params):
         loss, acc = scores(params)
@@ -132,4 +124,4 @@ def make_program(config, data, *, sigma: Callable | None = None) -> Program:
                            final_accuracy=final_acc, solved=(final_acc == 1) & ~diverged, diverged=diverged,
                            lr=jnp.asarray(lr, X.dtype), seed=jnp.asarray(seed))
 
-    return Program(init, epochs, finish, sizes, config.epochs // config.log_every, config.epochs)
+    return Program(init, epochs, finish, sizes, config.epochs // config.log_every, config.epochs, False)

@@ -17,7 +17,6 @@ from absl import flags
 from ml_collections import config_flags
 
 from lecture6 import experiment, rundir, study
-from lecture6 import runs as runs_module
 from lecture6.data import xor
 from lecture6.runs import TrainingDiverged, make_train_runs
 
@@ -105,17 +104,20 @@ def test_train_digits_script_reports_test_accuracy(tmp_path):
     assert np.load(workdir / "params.npz")["W2"].shape == (10, 16)
 
 
-def test_divergence_is_reported_and_all_diverged_raises(tmp_path):
-    lines = []
-    summary = experiment.run_xor(xor_config(lrs=(0.1, 5.0), seeds=8, epochs=50, log_every=10, progress_every=0),
-                                 str(tmp_path / "some"), log=lines.append)
-    assert summary["diverged"] == 8 and summary["final_loss_median"] is not None
-    assert any(line.startswith("warning: 8 of 16 runs diverged") and "lrs [0.1, 5.0]" in line for line in lines)
+def test_all_diverged_raises_after_writing(tmp_path):
     with pytest.raises(TrainingDiverged, match="training diverged: 8 of 8 runs diverged"):
         experiment.run_xor(xor_config(lr=5.0, seeds=8, epochs=50, log_every=10, progress_every=0),
                            str(tmp_path / "all"), log=lambda s: None)
     summary = json.loads((tmp_path / "all" / "summary.json").read_text())  # still written, nothing lost
     assert summary["diverged"] == 8 and summary["final_loss_median"] is None
+
+
+def test_some_diverged_is_a_warning_naming_the_seeds():
+    lines = []
+    summary = {"diverged": 3, "runs": 16, "diverged_seeds": [1, 4, 6]}
+    experiment._say_diverged(summary, xor_config(lrs=(0.1, 5.0)), lines.append, "runs/xor")
+    assert lines == ["warning: 3 of 16 runs diverged (non-finite loss or parameters) with lrs [0.1, 5.0]; "
+                     "seeds 1, 4, 6; they are left out of every aggregate (a smaller learning rate usually helps)."]
 
 
 # --- Flags: one line for every mistake --------------------------------------------------------------
@@ -242,12 +244,12 @@ def test_xor_study_script_writes_table_plot_and_timings(tmp_path):
     assert summary["compile_seconds"] > 0 and summary["cells"] == 2 and len(summary["rows"]) == 2
 
 
-@pytest.mark.parametrize("layout, cells", [("seeds_last", [("relu", 3), ("tanh", 3), ("sigmoid", 2)]),
-                                           ("vmap", [("tanh", 2)])])
+@pytest.mark.parametrize("layout, cells", [("seeds_last", [("relu", 3), ("tanh", 3)]), ("vmap", [("tanh", 2)])])
 def test_every_study_cell_is_the_training_of_its_width_and_activation(layout, cells, monkeypatch):
     """The one program -- a loop per width over blocks of 16 seeds, the activation picked at run time --
     gives cell by cell the networks make_train_runs trains for that width and activation alone."""
-    monkeypatch.setattr(runs_module, "RUN_BLOCK_UNITS", 48)  # blocks of 16 of the 32 seeds at width 3
+    monkeypatch.setattr(study, "BLOCK_UNITS", 48)  # blocks of 16 of the 32 seeds at width 3
+    assert study.seed_block(32, 3) == 16
     config = xor_config(seeds=32, epochs=150, log_every=50, layout=layout, dtype="float64", progress_every=0)
     solved, final_loss, diverged = study.make_study(config, cells, xor())(jax.random.key(0))
     for (act, width), ok, loss in zip(cells, np.asarray(solved), np.asarray(final_loss)):
