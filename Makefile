@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_jacobian.py
 	$(PY) benchmarks/bench_backprop.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_study.py
 	$(PY) benchmarks/bench_ppca.py
 
 lint: $(STAMP)
