@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_jacobian.py
 	$(PY) benchmarks/bench_backprop.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_study.py
 	$(PY) benchmarks/bench_ppca.py
 
 # Device-relevant tests and float32 benchmarks on the backend JAX sees; writes benchmarks/RESULTS-<backend>.md.

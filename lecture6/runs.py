@@ -35,8 +35,8 @@ SEEDS_LAST_MAX_PRODUCTS = 768
 def seeds_last_compiler_options() -> dict:
     """XLA options for seeds-last programs: their small reductions (over a layer's units) compiled as
     XLA's own loops. XLA's CPU backend otherwise hands them to YNNPACK fusions, which made the 2-2-1 and
-    2-16-1 programs 20x and 24x slower at 10,000 runs here (2.1e6 against 4.2e7 seed-steps/s for 2-2-1).
-    Empty where XLA does not know the option."""
+    2-16-1 programs 42x and 22x slower at 10,000 runs (``benchmarks/bench_train.py --parts``). Empty
+    where XLA does not know the option."""
     options = {"xla_cpu_experimental_ynn_fusion_type": ""}
     try:
         jax.jit(lambda x: x, compiler_options=options).lower(0.0).compile()

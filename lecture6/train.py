@@ -7,17 +7,19 @@
 
 ``train = make_train(config, (X, Y))`` is that loop for **one** network, a pure function
 ``train(key, seed, lr) -> TrainResult`` (PureJaxRL's ``make_train(config) -> train(rng)``) built from a few
-named pieces over a :class:`TrainState`: ``init`` draws network ``seed`` of the family rooted at ``key``,
-``step`` is one minibatch update, ``epoch`` the minibatches of one reshuffled epoch, ``evaluate`` the
-final loss, accuracy and "solved". The epochs are one ``lax.scan``; ``jax.jit(train)`` compiles the
-whole run. Many networks -- seeds times a grid of learning rates -- are the caller's ``jax.vmap`` over
-``seed`` and ``lr``: :func:`lecture6.runs.make_train_runs`.
+named pieces over a :class:`TrainState` (:func:`make_program`): ``init`` starts from the weights
+:func:`draw_network` draws for network ``seed`` of the family rooted at ``key``, ``step`` is one minibatch
+update, ``epoch`` the minibatches of one reshuffled epoch, ``evaluate`` the loss and accuracy on the whole
+training set ("solved": accuracy 1 at the end). The epochs are one ``lax.scan``; ``jax.jit(train)``
+compiles the whole run. Many networks -- seeds times a grid of learning rates -- are the caller's
+``jax.vmap`` over ``seed`` and ``lr``: :func:`lecture6.runs.make_train_runs`.
 
 Gradients come from ``config.grad``: ``"autodiff"`` (``jax.grad`` of the loss) or ``"hand"``
 (Algorithm 6.4, :func:`lecture6.backprop.value_and_backprop`). The optimizers are optax's, with the
 learning rate injected per run (``optax.inject_hyperparams``): ``"sgd"`` -- the slide's update --
 ``"momentum"`` and ``"adam"``. A run whose loss or parameters become non-finite is *diverged*
-(``result.diverged``), counted by :func:`diverged_report` and left out of :func:`aggregate_history`.
+(``result.diverged``), counted by :func:`lecture6.runs.diverged_report` and left out of
+:func:`lecture6.runs.aggregate_history`.
 """
 
 from __future__ import annotations
@@ -310,21 +312,14 @@ def make_program(config, data, *, sigma: Callable | None = None) -> Program:
         return state, (loss[-1], acc[-1])
 
     def evaluate(params):
-        """Final loss, accuracy and solved flag on the whole training set."""
+        """Loss and accuracy on the whole training set."""
         value, out = objective(params, X, Y)
-        if config.loss == "mse":
-            solved = jnp.all(jnp.abs(out - Y) < 0.5)
-        else:
-            solved = jnp.all(jnp.argmax(out, axis=-1) == jnp.argmax(Y, axis=-1))
-        return value, accuracy(out, Y, config.loss), solved
+        return value, accuracy(out, Y, config.loss)
 
     def finish(state, loss, acc, seed, lr):
-        final_loss, final_acc, solved = evaluate(state.params)
-        diverged = ~(state.finite & all_finite(state.params) & jnp.isfinite(final_loss))
-        return TrainResult(params=state.params, loss=loss, accuracy=acc,
-                           epochs=(jnp.arange(loss.shape[-1]) + 1) * config.log_every, final_loss=final_loss,
-                           final_accuracy=final_acc, solved=solved & ~diverged, diverged=diverged,
-                           lr=jnp.asarray(lr, X.dtype), seed=jnp.asarray(seed))
+        final = evaluate(state.params)
+        finite = state.finite & all_finite(state.params) & jnp.isfinite(final[0])
+        return train_result(state.params, finite, (loss, acc), final, seed, lr, config.log_every)
 
     return Program(init, epochs, finish, sizes, config.epochs // config.log_every, config.epochs * n_batches, B < n)
 
@@ -351,6 +346,16 @@ def make_train(config, data):
         return program.finish(state, loss, acc, seed, lr)
 
     return train
+
+
+def train_result(params, finite, history, final, seed, lr, log_every: int) -> TrainResult:
+    """A :class:`TrainResult` from the final ``params``, ``finite`` (every loss, the final params and the
+    final loss finite), the ``(loss, accuracy)`` history and the final ``(loss, accuracy)``: solved means
+    every training example right (accuracy 1) and finite throughout."""
+    (loss, acc), (final_loss, final_acc) = history, final
+    return TrainResult(params=params, loss=loss, accuracy=acc, epochs=(jnp.arange(loss.shape[-1]) + 1) * log_every,
+                       final_loss=final_loss, final_accuracy=final_acc, solved=(final_acc == 1) & finite,
+                       diverged=~finite, lr=jnp.asarray(lr, loss.dtype), seed=jnp.asarray(seed))
 
 
 def all_finite(tree) -> jax.Array:

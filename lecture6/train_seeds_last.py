@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from lecture6.activations import get_activation
-from lecture6.train import Program, TrainResult, TrainState, all_finite, check_config, make_optimizer, prepare_data
+from lecture6.train import Program, TrainState, all_finite, check_config, make_optimizer, prepare_data, train_result
 
 
 def to_seeds_last(params):
@@ -116,12 +116,9 @@ def make_program(config, data, *, sigma: Callable | None = None) -> Program:
         return state, (loss[-1], acc[-1])
 
     def finish(state, loss, acc, seed, lr):
-        final_loss, final_acc = scores(state.params)
+        final = scores(state.params)
         params = from_seeds_last(state.params)
-        diverged = ~(state.finite & jax.vmap(all_finite)(params) & jnp.isfinite(final_loss))
-        return TrainResult(params=params, loss=loss, accuracy=acc,
-                           epochs=(jnp.arange(loss.shape[-1]) + 1) * config.log_every, final_loss=final_loss,
-                           final_accuracy=final_acc, solved=(final_acc == 1) & ~diverged, diverged=diverged,
-                           lr=jnp.asarray(lr, X.dtype), seed=jnp.asarray(seed))
+        finite = state.finite & jax.vmap(all_finite)(params) & jnp.isfinite(final[0])
+        return train_result(params, finite, (loss, acc), final, seed, lr, config.log_every)
 
     return Program(init, epochs, finish, sizes, config.epochs // config.log_every, config.epochs, False)
