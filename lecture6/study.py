@@ -4,8 +4,8 @@ Every cell (width, activation) trains ``seeds`` networks, exactly as ``scripts/t
 that width and activation (same seeds, same initial weights, same arithmetic), and counts those whose
 four outputs all end within 0.5 of their targets. The whole study is **one** compiled program: a
 program per cell spent far more time compiling than training (about 2.5 s against 0.1-0.3 s a cell).
-Inside it there is one training loop per width, and in the seeds-last layout all of that width's
-activations train side by side on the runs axis, each applied to its own block of runs.
+Inside it there is one training loop per width, run by ``lax.map`` for each activation, which
+``lax.switch`` picks by its index.
 :func:`wilson_interval` gives each rate's 95% interval; :func:`write_study` writes the table (Markdown
 and CSV), the plot and the timings.
 """
@@ -31,19 +31,6 @@ from lecture6.train import check_config, n_weights, params_from_noise, prepare_d
 
 WIDTHS = (1, 2, 3, 4, 8, 16)
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
-
-# Each width's loop trains blocks of about this many hidden units x seeds, one block after another
-# (lax.map): at 10,000 seeds and width 16, 12.0 s against 24.8 s for a block of all 10,000 seeds
-# (benchmarks/bench_study.py; the activation's lax.switch materializes every layer, and a small block's
-# layers stay in the CPU's cache).
-BLOCK_UNITS = 10000
-
-
-def seed_block(seeds: int, width: int) -> int:
-    """Seeds per block: the largest divisor of ``seeds`` up to ``BLOCK_UNITS // width``."""
-    target = max(1, BLOCK_UNITS // max(1, width))
-    return max(d for d in range(1, min(seeds, target) + 1) if seeds % d == 0)
-
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion ``k / n`` (scipy's ``binomtest``).
@@ -91,31 +78,20 @@ def make_study(config, cells: Sequence[tuple[str, int]], data):
         return jax.vmap(draw)(noise[:S * P].reshape(S, P))
 
     def train_width(width, acts, noise, order_keys):
-        """Every cell of one width: ``(solved, final_loss, diverged)``, each ``(len(acts), S)``.
-
-        ``lax.map`` over blocks of ``B`` seeds of one activation (:func:`seed_block`), each trained for
-        all its epochs with the activation picked by ``lax.switch`` on the block's index.
-        """
+        """Every cell of one width: ``(solved, final_loss, diverged)``, each ``(len(acts), S)``. ``lax.map``
+        over the activations, each training all ``S`` seeds with the activation picked by ``lax.switch``."""
         cfg = check_config({**config.to_dict(), "width": width})
-        B = seed_block(S, width)
-        cfg_block = check_config({**cfg.to_dict(), "seeds": B})
-        layout = choose_layout(cfg_block, X, Y)
+        layout = choose_layout(cfg, X, Y)
         fns = [get_activation(a)[0] for a in acts]
-        split = lambda a: a.reshape((S // B, B) + a.shape[1:])
-        params, keys = jax.tree.map(split, (first_params(noise, width), order_keys))
-        lr = jnp.full((B,), config.lr, X.dtype)
+        params, lr = first_params(noise, width), jnp.full((S,), config.lr, X.dtype)
 
-        def train_block(block):
-            a, b, params, keys = block
-            p = program_over_runs(cfg_block, (X, Y), layout, sigma=lambda z: jax.lax.switch(a, fns, z))
-            state, (loss, acc) = jax.lax.scan(p.epochs, p.init(params, keys, lr), jnp.arange(p.n_log))
-            res = p.finish(state, loss.T, acc.T, b * B + jnp.arange(B), lr)
+        def train_cell(a):
+            p = program_over_runs(cfg, (X, Y), layout, sigma=lambda z: jax.lax.switch(a, fns, z))
+            state, (loss, acc) = jax.lax.scan(p.epochs, p.init(params, order_keys, lr), jnp.arange(p.n_log))
+            res = p.finish(state, loss.T, acc.T, jnp.arange(S), lr)
             return res.solved, res.final_loss, res.diverged
 
-        n = S // B
-        blocks = (jnp.repeat(jnp.arange(len(acts)), n), jnp.tile(jnp.arange(n), len(acts)),
-                  *jax.tree.map(lambda a: jnp.concatenate([a] * len(acts)), (params, keys)))
-        return tuple(r.reshape(len(acts), S) for r in jax.lax.map(train_block, blocks))
+        return jax.lax.map(train_cell, jnp.arange(len(acts)))
 
     def study(key):
         init_key, order_key = jax.random.split(key)  # as lecture6.train.draw_network splits it

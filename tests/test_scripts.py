@@ -245,11 +245,9 @@ def test_xor_study_script_writes_table_plot_and_timings(tmp_path):
 
 
 @pytest.mark.parametrize("layout, cells", [("seeds_last", [("relu", 3), ("tanh", 3)]), ("vmap", [("tanh", 2)])])
-def test_every_study_cell_is_the_training_of_its_width_and_activation(layout, cells, monkeypatch):
-    """The one program -- a loop per width over blocks of 16 seeds, the activation picked at run time --
-    gives cell by cell the networks make_train_runs trains for that width and activation alone."""
-    monkeypatch.setattr(study, "BLOCK_UNITS", 48)  # blocks of 16 of the 32 seeds at width 3
-    assert study.seed_block(32, 3) == 16
+def test_every_study_cell_is_the_training_of_its_width_and_activation(layout, cells):
+    """The one program -- a loop per width, the activation picked at run time -- gives cell by cell the
+    networks make_train_runs trains for that width and activation alone."""
     config = xor_config(seeds=32, epochs=150, log_every=50, layout=layout, dtype="float64", progress_every=0)
     solved, final_loss, diverged = study.make_study(config, cells, xor())(jax.random.key(0))
     for (act, width), ok, loss in zip(cells, np.asarray(solved), np.asarray(final_loss)):
