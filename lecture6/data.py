@@ -400,18 +400,25 @@ def npy_chunks(path, rows_per_chunk: int | None = None, *, key=None, part: str =
     rows, keep = _chunk_rows(n, d * file_dtype.itemsize, key, part, test_fraction, rows_per_chunk)
 
     def chunks():
-        for start in range(0, n, rows):
-            stop = min(n, start + rows)
-            sel = None if keep is None else keep[start:stop]
-            if sel is not None and not sel.any():
-                continue
-            window = np.memmap(path, dtype=file_dtype, mode="r", shape=(stop - start, d),
-                               offset=offset + start * d * file_dtype.itemsize)
-            chunk = _select(window, sel)
-            del window  # unmapped here, before the consumer asks for the next chunk
+        for chunk in _mapped_chunks(path, file_dtype, offset, n, d, rows, keep):
             yield chunk if dtype is None else chunk.astype(dtype, copy=False)
 
     return chunks()
+
+
+def _mapped_chunks(path, file_dtype, offset: int, n: int, d: int, rows: int, keep):
+    """Selected rows of a raw ``(n, d)`` array at byte ``offset`` of ``path``, ``rows`` file rows at a time,
+    each through its own memory map that is closed before the next chunk is asked for."""
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        sel = None if keep is None else keep[start:stop]
+        if sel is not None and not sel.any():
+            continue
+        window = np.memmap(path, dtype=file_dtype, mode="r", shape=(stop - start, d),
+                           offset=offset + start * d * file_dtype.itemsize)
+        chunk = _select(window, sel)
+        del window  # unmapped here, before the consumer asks for the next chunk
+        yield chunk
 
 
 def _idx_header(path: str):
@@ -469,16 +476,8 @@ def idx_chunks(path, rows_per_chunk: int | None = None, *, key=None, part: str =
         return out
 
     def mapped():
-        for start in range(0, n, rows):
-            stop = min(n, start + rows)
-            sel = None if keep is None else keep[start:stop]
-            if sel is not None and not sel.any():
-                continue
-            window = np.memmap(path, dtype=file_dtype, mode="r", shape=(stop - start, d),
-                               offset=header + start * row_bytes)
-            chunk = finish(_select(window, sel))
-            del window
-            yield chunk
+        for chunk in _mapped_chunks(path, file_dtype, header, n, d, rows, keep):
+            yield finish(chunk)
 
     def streamed():
         with gzip.open(path, "rb") as f:
