@@ -8,18 +8,30 @@ Inside it there is one training loop per width, run by ``lax.map`` for each acti
 ``lax.switch`` picks by its index.
 :func:`wilson_interval` gives each rate's 95% interval; :func:`write_study` writes the table (Markdown
 and CSV), the plot and the timings.
+
+**A long study survives interruption.** With ``outdir``, :func:`solvability_study` writes each width's
+rows (a *cell block*, ``outdir/cells/width_W.json``) the moment that width's loop finishes, from inside
+the program (``io_callback``), each file written whole (a temporary file, then ``os.replace``). A rerun on
+the same ``outdir`` reuses the blocks of the same study -- same training config, seed count, width and
+activations, recorded in each block as its *fingerprint* -- and trains only the missing ones; a block of
+another study is refused (or, with ``replace_stale=True``, recomputed). The final files
+(:data:`FINAL_FILES`, ``summary.json`` last) are written only once every block exists.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import io_callback
 from scipy import stats
 
 from lecture6 import plots
@@ -31,6 +43,15 @@ from lecture6.train import check_config, n_weights, params_from_noise, prepare_d
 
 WIDTHS = (1, 2, 3, 4, 8, 16)
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
+CELLS_DIR = "cells"  # under a study's outdir: one block of rows per width
+#: What :func:`write_study` writes into a study's outdir, in this order: ``summary.json`` last marks a
+#: finished study.
+FINAL_FILES = ("study.md", "study.csv", "success_vs_width.png", "summary.json")
+BLOCK_FORMAT = 1  # bump when a block's rows change meaning: older blocks are then not reused
+# Config fields that a block's fingerprint leaves out: set per cell (width, activation), or without
+# effect on any result (progress lines).
+_NOT_FINGERPRINTED = ("width", "activation", "progress_every")
+
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion ``k / n`` (scipy's ``binomtest``).
@@ -53,12 +74,15 @@ def _with(config, **changes):
     return check_config({**config.to_dict(), **changes})
 
 
-def make_study(config, cells: Sequence[tuple[str, int]], data):
+def make_study(config, cells: Sequence[tuple[str, int]], data, *, on_width: Callable | None = None):
     """One jitted ``study(key) -> (solved, final_loss, diverged)``, each ``(len(cells), seeds)``.
 
     ``cells`` are ``(activation, width)`` pairs; every other field comes from ``config`` (``config.lr``
     for every run). Cell ``(a, w)`` trains exactly the networks :func:`lecture6.runs.make_train_runs`
-    trains for ``config`` with width ``w`` and activation ``a``.
+    trains for ``config`` with width ``w`` and activation ``a``. ``on_width(width, solved, final_loss,
+    diverged)``, if given, is called on the host from inside the program (``io_callback``) as soon as
+    one width's loop has finished, with that width's NumPy results, each ``(activations of the width,
+    seeds)`` in the order of ``cells``; the widths' loops may finish in any order.
     """
     config = check_config(config)
     X, Y = prepare_data(data, config)
@@ -101,7 +125,10 @@ def make_study(config, cells: Sequence[tuple[str, int]], data):
         out = {}
         for width in widths:
             acts = [a for a, w in cells if w == width]
-            for a, *res in zip(acts, *train_width(width, acts, noise, order_keys)):
+            results = train_width(width, acts, noise, order_keys)
+            if on_width is not None:  # the host hears of this width as soon as its loop is done
+                io_callback(functools.partial(on_width, width), None, *results)
+            for a, *res in zip(acts, *results):
                 out[a, width] = res
         return tuple(jnp.stack(r) for r in zip(*(out[c] for c in cells)))
 
@@ -109,38 +136,202 @@ def make_study(config, cells: Sequence[tuple[str, int]], data):
 
 
 def solvability_study(config, *, widths: Sequence[int] = WIDTHS, activations: Sequence[str] = ACTIVATIONS,
-                      seeds: int = 10000, log: Callable[[str], None] = print) -> tuple[list[dict], dict]:
+                      seeds: int = 10000, log: Callable[[str], None] = print, outdir: str | None = None,
+                      replace_stale: bool = False) -> tuple[list[dict], dict]:
     """Train ``seeds`` XOR networks for every activation x width; one row per cell, and the timings.
 
     ``config`` holds every other training field (init, lr, epochs, ...). Each row: ``width``,
     ``activation``, ``init``, ``seeds``, ``solved``, ``success_rate``, ``ci_low``, ``ci_high``,
-    ``diverged``, ``final_loss_median``. The timings: ``compile_seconds``, ``train_seconds``, ``cells``.
+    ``diverged``, ``final_loss_median``. The timings (of the cells trained by this call):
+    ``compile_seconds``, ``train_seconds``, ``cells``, ``seeds``, and with ``outdir`` ``computed_widths``
+    and ``reused_widths``.
+
+    With ``outdir``, each width's rows are written to ``outdir/cells/width_W.json`` as soon as that
+    width is trained, and blocks already there are reused when their fingerprint matches this study
+    (see the module docstring). A block of another study raises ``ValueError`` naming the block and what
+    differs, before anything is trained -- unless ``replace_stale``, which recomputes it. Before any
+    training the final files of ``outdir`` (:data:`FINAL_FILES`) are removed, so that a table never
+    stands beside blocks it does not come from; :func:`write_study` writes them again.
     """
     config = check_config({**(config.to_dict() if hasattr(config, "to_dict") else dict(config)), "seeds": seeds})
-    cells = [(a, int(w)) for a in activations for w in widths]
+    widths = [int(w) for w in dict.fromkeys(widths)]
+    activations = list(dict.fromkeys(activations))
+    cells = [(a, w) for a in activations for w in widths]
     for a, w in cells:
         _with(config, width=w, activation=a)  # a bad width or activation is named before compiling
-    study = make_study(config, cells, xor())
+    done: dict[int, list[dict]] = {}
+    cells_dir = None if outdir is None else os.path.join(outdir, CELLS_DIR)
+    if cells_dir is not None:
+        done = _reusable_blocks(cells_dir, config, widths, activations, replace_stale, log)
+    todo = [(a, w) for a, w in cells if w not in done]
+    timing = {"compile_seconds": 0.0, "train_seconds": 0.0, "cells": len(cells), "seeds": seeds}
+    if cells_dir is not None:
+        timing.update(computed_widths=[w for w in widths if w not in done], reused_widths=sorted(done))
+    if todo:
+        if outdir is not None:
+            _remove_final_files(outdir, log)
+        done.update(_train_cells(config, todo, activations, cells_dir, timing, log))
+    by_cell = {(r["activation"], r["width"]): r for block in done.values() for r in block}
+    rows = [by_cell[c] for c in cells]
+    for r in rows:
+        log(f"{r['activation']:8s} width {r['width']:3d}: solved {r['solved']}/{seeds} = {r['success_rate']:.3f} "
+            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]  diverged {r['diverged']}")
+    if todo:
+        log(f"trained in {timing['train_seconds']:.2f} s")
+    return rows, timing
+
+
+def _train_cells(config, cells, activations, cells_dir, timing, log) -> dict[int, list[dict]]:
+    """Compile and run one program for ``cells``; with ``cells_dir`` write each width's block as it
+    finishes. Returns the rows by width and fills in ``timing``."""
+    seeds = config.seeds
+    errors = []
+
+    def write_block(width, solved, final_loss, diverged):  # runs on the host, inside the program
+        try:
+            acts = [a for a, w in cells if w == width]
+            path = _write_block(cells_dir, config, width, acts, _cell_rows(config, width, acts, solved,
+                                                                            final_loss, diverged))
+            log(f"width {width} done: wrote {os.path.relpath(path, os.path.dirname(cells_dir))}")
+        except Exception as exc:  # raised after the program (an exception here would abort it opaquely)
+            errors.append(exc)
+
+    study = make_study(config, cells, xor(), on_width=None if cells_dir is None else write_block)
     key = jax.random.key(config.seed)
     t0 = time.perf_counter()
     compiled = study.lower(key).compile()
-    timing = {"compile_seconds": time.perf_counter() - t0, "cells": len(cells), "seeds": seeds}
+    timing["compile_seconds"] = time.perf_counter() - t0
     log(f"compiled the study ({len(cells)} cells x {seeds} seeds) in {timing['compile_seconds']:.2f} s; training ...")
     t0 = time.perf_counter()
     solved, final_loss, diverged = (np.asarray(a) for a in jax.block_until_ready(compiled(key)))
     timing["train_seconds"] = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    out: dict[int, list[dict]] = {}
+    for width in dict.fromkeys(w for _, w in cells):
+        i = [k for k, (_, w) in enumerate(cells) if w == width]
+        acts = [cells[k][0] for k in i]
+        out[width] = _cell_rows(config, width, acts, solved[i], final_loss[i], diverged[i])
+    return out
+
+
+def _cell_rows(config, width: int, acts, solved, final_loss, diverged) -> list[dict]:
+    """One row per activation of one width, from its ``(len(acts), seeds)`` results."""
     rows = []
-    for (act, width), ok, loss, div in zip(cells, solved, final_loss, diverged):
+    seeds = config.seeds
+    for act, ok, loss, div in zip(acts, np.asarray(solved), np.asarray(final_loss), np.asarray(diverged)):
         k = int(ok.sum())
         lo, hi = wilson_interval(k, seeds)
         finite = np.asarray(loss, np.float64)[~div]
-        rows.append({"width": width, "activation": act, "init": config.init, "seeds": seeds, "solved": k,
+        rows.append({"width": int(width), "activation": act, "init": config.init, "seeds": seeds, "solved": k,
                      "success_rate": k / seeds, "ci_low": lo, "ci_high": hi, "diverged": int(div.sum()),
                      "final_loss_median": float(np.median(finite)) if finite.size else float("nan")})
-        log(f"{act:8s} width {width:3d}: solved {k}/{seeds} = {k / seeds:.3f} [{lo:.3f}, {hi:.3f}]  "
-            f"diverged {rows[-1]['diverged']}")
-    log(f"trained in {timing['train_seconds']:.2f} s")
-    return rows, timing
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cell blocks: one file per width, reused by a rerun of the same study
+# ---------------------------------------------------------------------------------------------------
+
+
+def block_path(cells_dir: str, width: int) -> str:
+    """Where the block of ``width`` lives: ``cells_dir/width_W.json``."""
+    return os.path.join(cells_dir, f"width_{int(width)}.json")
+
+
+def block_fingerprint(config, width: int, activations: Sequence[str]) -> dict:
+    """What a block's rows depend on: every training field of ``config`` (the seed count among them)
+    but the per-cell ``width``/``activation`` and ``progress_every``, the width, the activations trained
+    at it, and the block format. JSON-ready, compared field by field."""
+    d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    fields = {k: v for k, v in d.items() if k not in _NOT_FINGERPRINTED}
+    return json.loads(json.dumps({"format": BLOCK_FORMAT, "width": int(width), "activations": list(activations),
+                                  "config": fields}))  # tuples -> lists, as read back
+
+
+def _differences(found: dict, expected: dict) -> list[str]:
+    out = []
+    for k in expected:
+        if k == "config" and isinstance(found.get(k), dict):
+            a, b = found[k], expected[k]
+            out += [f"config.{f} = {a.get(f, '(absent)')!r} in the block, {b.get(f, '(absent)')!r} now"
+                    for f in sorted(set(a) | set(b)) if a.get(f, "(absent)") != b.get(f, "(absent)")]
+        elif found.get(k) != expected[k]:
+            out.append(f"{k} = {found.get(k, '(absent)')!r} in the block, {expected[k]!r} now")
+    return out
+
+
+def _read_block(path: str, expected: dict) -> tuple[list[dict] | None, str]:
+    """``(rows, "")`` for a block of this study; ``(None, why)`` for a block of another (or unreadable)."""
+    try:
+        with open(path) as f:
+            block = json.load(f)
+        found, rows = block["fingerprint"], block["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"it cannot be read as a cell block ({type(exc).__name__}: {exc})"
+    diff = _differences(found if isinstance(found, dict) else {}, expected)
+    if diff:
+        return None, "it was computed for another study: " + "; ".join(diff)
+    if [(r.get("activation"), r.get("width")) for r in rows] != [(a, expected["width"]) for a in
+                                                                   expected["activations"]]:
+        return None, "its rows do not match its fingerprint"
+    return rows, ""
+
+
+def _reusable_blocks(cells_dir, config, widths, activations, replace_stale, log) -> dict[int, list[dict]]:
+    """The rows of every block in ``cells_dir`` that belongs to this study; all checked before any training."""
+    done, stale = {}, []
+    for width in widths:
+        path = block_path(cells_dir, width)
+        if not os.path.exists(path):
+            continue
+        rows, why = _read_block(path, block_fingerprint(config, width, activations))
+        if rows is None:
+            stale.append(f"{path}: {why}")
+        else:
+            done[width] = rows
+    if stale and not replace_stale:
+        raise ValueError("cell blocks of another study are in the way (delete them, use another output "
+                         "directory, or replace them: --replace_stale / replace_stale=True):\n  "
+                         + "\n  ".join(stale))
+    for line in stale:
+        log(f"recomputing {line}")
+    if done:
+        log(f"reusing the finished blocks of width {', '.join(map(str, sorted(done)))} from {cells_dir}")
+    return done
+
+
+def _write_block(cells_dir: str, config, width: int, acts, rows: list[dict]) -> str:
+    """Write one width's block whole: a temporary file in ``cells_dir``, flushed to disk, then renamed
+    over ``width_W.json`` (a reader sees the old file or the new one, never a part)."""
+    os.makedirs(cells_dir, exist_ok=True)
+    path = block_path(cells_dir, width)
+    fd, tmp = tempfile.mkstemp(prefix=f".width_{int(width)}.", suffix=".tmp", dir=cells_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"fingerprint": block_fingerprint(config, width, acts), "rows": rows}, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _remove_final_files(outdir: str, log) -> None:
+    """Remove a previous table, plot and summary from ``outdir`` (``summary.json`` first)."""
+    gone = []
+    for name in reversed(FINAL_FILES):
+        path = os.path.join(outdir, name)
+        if os.path.exists(path):
+            os.remove(path)
+            gone.append(name)
+    if gone:
+        log(f"removed the previous {', '.join(reversed(gone))} from {outdir}; they are written again when "
+            "every cell is done")
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -160,10 +351,9 @@ def markdown_table(rows: list[dict]) -> str:
 
 def write_study(rows: list[dict], outdir: str, *, header: str = "", timing: dict | None = None) -> dict:
     """Write ``study.md``, ``study.csv``, ``success_vs_width.png`` and ``summary.json`` (the timings) into
-    ``outdir``, each file replaced whole; return the paths."""
+    ``outdir`` (:data:`FINAL_FILES`), each file replaced whole, ``summary.json`` last; return the paths."""
     os.makedirs(outdir, exist_ok=True)
-    paths = {k: os.path.join(outdir, name) for k, name in
-             (("md", "study.md"), ("csv", "study.csv"), ("png", "success_vs_width.png"), ("json", "summary.json"))}
+    paths = {k: os.path.join(outdir, name) for k, name in zip(("md", "csv", "png", "json"), FINAL_FILES)}
     tmp = {k: p + ".tmp" + os.path.splitext(p)[1] for k, p in paths.items()}
     with open(tmp["md"], "w") as f:
         f.write(header + ("\n\n" if header else "") + markdown_table(rows))

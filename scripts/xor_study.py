@@ -6,6 +6,13 @@ Trains ``--seeds`` networks for every width in ``--widths`` and activation in ``
 other field from the config: init, lr, epochs, ...), all in one compiled program, then writes
 ``study.md`` and ``study.csv`` (success rates with 95% Wilson intervals), ``success_vs_width.png`` and
 ``summary.json`` (the rows, compile and train seconds) into ``--outdir``.
+
+Interrupted and rerun. Each width's rows are written to ``--outdir/cells/width_W.json`` the moment that
+width is trained; the same command run again on the same ``--outdir`` reuses those blocks (it says which)
+and trains only the rest. A block written by another study (other config fields, seeds, activations) is
+refused with the fields that differ, unless ``--replace_stale`` (recompute it). The four final files
+appear only when every width is done (``summary.json`` last); a run that has to train anything first
+removes those of an earlier run.
 """
 
 import pathlib
@@ -22,6 +29,8 @@ _SEEDS = flags.DEFINE_integer("seeds", 10000, "networks per (width, activation)"
 _WIDTHS = flags.DEFINE_list("widths", [str(w) for w in study.WIDTHS], "hidden widths")
 _ACTS = flags.DEFINE_list("activations", list(study.ACTIVATIONS), "hidden activations")
 _OUTDIR = flags.DEFINE_string("outdir", "runs/xor_study", "where to write the table, plot and timings")
+_REPLACE = flags.DEFINE_bool("replace_stale", False,
+                             "recompute the cell blocks in --outdir/cells that another study wrote (default: refuse)")
 
 
 def main(argv):
@@ -31,7 +40,8 @@ def main(argv):
     except ValueError:
         raise ValueError(f"--widths = {_WIDTHS.value} is invalid: expected integers") from None
     rows, timing = study.solvability_study(config, widths=widths, activations=_ACTS.value, seeds=_SEEDS.value,
-                                           log=lambda s: print(s, flush=True))
+                                           log=lambda s: print(s, flush=True), outdir=_OUTDIR.value,
+                                           replace_stale=_REPLACE.value)
     header = (f"XOR solved (all four outputs within 0.5) after {config.epochs} epochs of full-batch "
               f"{config.optimizer} (lr {config.lr}), init {config.init} (scale {config.init_scale}), "
               f"bias init {config.bias_init}, {_SEEDS.value} seeds per cell; 95% Wilson intervals.")
