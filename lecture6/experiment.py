@@ -16,6 +16,7 @@ into a temporary directory that takes the workdir's place only when complete
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -221,11 +222,79 @@ def run_ppca(config, workdir: str, *, log: Callable[[str], None] = print) -> dic
     dequantized), ``seconds``; and PNGs (:mod:`lecture6.ppca_plots`): samples, directions, spectrum,
     reconstructions, heldout_vs_q, latent_traversal, and latent_space (a q=2 model, for labelled data).
     Returns the metrics.
+
+    **Files larger than memory** (``dataset`` ``npy`` or ``idx``, file or directory in ``config.path``)
+    are read ``config.rows_per_chunk`` rows at a time (:func:`lecture6.data.npy_chunks`,
+    :func:`lecture6.data.idx_chunks`, :func:`lecture6.data.mnist_chunks`) and fitted from their moments
+    (:func:`lecture6.ppca.fit_all_chunks`): memory O(d^2) plus one chunk, one pass over the training rows
+    and one over the held-out rows, which are the rows ``train_test_split`` would hold out with the same
+    key (:func:`lecture6.data.heldout_mask`). ``npy``: an array ``(n, d)`` or ``(n, h, w)`` of real numbers
+    (integers are read as they are; no grey levels assumed). ``idx``: a directory holding the MNIST
+    files (``train-images-idx3-ubyte``, optionally ``.gz``; the 60,000 training images) or one IDX file;
+    unsigned bytes are pixels k / 255 with 256 grey levels, dequantized with ``config.dequantize``, the
+    noise of file row r drawn from ``fold_in(key, r)`` (whatever the chunk size; not the in-memory
+    route's draw, so ``--config.dataset=mnist --config.mnist_path=DIR`` gives statistically equal, not
+    identical, numbers). Absent there: the gradient route (it needs every row at every step: the
+    ``gradient`` entry of ``metrics.json``), and ``latent_space.png`` (it needs the labels and every
+    held-out row in memory). The image figures need an image shape: the file's own ``(h, w)``, or
+    square rows (d = s^2); otherwise only the spectrum and the held-out curve are drawn.
+    ``metrics.json`` also records ``path`` and ``rows_per_chunk``. A missing file, a file that is not
+    an array of real numbers with rows, and a NaN or inf (named by its file row, its chunk and its
+    column) raise ``ValueError``.
     """
     start = time.perf_counter()
     config = _ppca_resolve(config)
     jax.config.update("jax_enable_x64", True)
-    k_data, k_split, k_fit, k_sample, k_noise = jax.random.split(jax.random.key(config.seed), 5)
+    keys = jax.random.split(jax.random.key(config.seed), 5)
+    fit = _ppca_chunked(config, keys, log) if config.dataset in _CHUNKED else _ppca_in_memory(config, keys, log)
+    out, model, shape, name = fit["out"], fit["out"]["models"]["closed_form"], fit["shape"], fit["name"]
+    d, levels, vrange, k_sample = fit["d"], fit["levels"], fit["vrange"], keys[3]
+    metrics = _ppca_metrics(out, config.dataset, d, levels, log)
+    metrics.update(fit.get("extra_metrics", {}))
+    with atomic_workdir(workdir) as tmp:
+        write_json(os.path.join(tmp, "config.json"), _config_dict(config))
+        log("plotting ...")
+        if shape is not None:
+            ppca_plots.image_grid(np.asarray(ppca.sample(model, k_sample, config.n_samples)), shape,
+                                  os.path.join(tmp, "samples.png"), vrange=vrange,
+                                  title=f"{name}: new samples h ~ N(0, I), x = W h + b + N(0, sigma2 I), "
+                                        f"q={config.q}")
+            ppca_plots.mean_and_directions(model.b, model.W, shape, os.path.join(tmp, "directions.png"),
+                                           title=f"{name}: mean b and principal directions w_j, the columns "
+                                                 f"of W (red +, blue -), q={config.q}")
+        ppca_plots.spectrum(out["spectrum"], config.q, float(model.sigma2), os.path.join(tmp, "spectrum.png"),
+                            title=f"{name}: eigenvalues of the training covariance; the first q={config.q} "
+                                  "make W,\nsigma2 is the mean of the rest")
+        if shape is not None:
+            X_show = fit["X_show"]
+            ppca_plots.reconstructions(X_show, np.asarray(ppca.reconstruct(model, X_show)), shape,
+                                       os.path.join(tmp, "reconstructions.png"), vrange=vrange,
+                                       title=f"{name}: held-out images (top), reconstructions W E[h|x] + b "
+                                             f"(bottom), q={config.q}")
+            ppca_plots.latent_traversal(model.W, model.b, shape, os.path.join(tmp, "latent_traversal.png"),
+                                        vrange=vrange,
+                                        title=f"{name}: x = W h + b as one latent h_j = t moves (the others 0), "
+                                              f"q={config.q}")
+        if out["qs"]:
+            n_train, n_test = out["metrics"]["n_train"], out["metrics"]["n_test"]
+            ppca_plots.heldout_curve(out["qs"], out["heldout"], config.q, os.path.join(tmp, "heldout_vs_q.png"),
+                                     d=d, levels=levels,
+                                     title=f"{name}: held-out log-likelihood against q "
+                                           f"({n_train} train, {n_test} test images)")
+        if fit.get("latent") is not None:
+            H, y_test = fit["latent"]
+            ppca_plots.latent_space(H, y_test, os.path.join(tmp, "latent_space.png"),
+                                    title=f"{name}: posterior means E[h | x] of a q=2 model, "
+                                          f"{len(y_test)} held-out images by label")
+        metrics["seconds"] = time.perf_counter() - start
+        write_json(os.path.join(tmp, "metrics.json"), metrics)
+    log(f"wrote {workdir} ({metrics['seconds']:.1f} s)")
+    return metrics
+
+
+def _ppca_in_memory(config, keys, log) -> dict:
+    """Every row in memory: the three routes of :func:`lecture6.ppca.fit_all`, and what the figures need."""
+    k_data, k_split, k_fit, _, k_noise = keys
     images = data.load_image_set(config.dataset, key=k_data, mnist_path=config.mnist_path)
     levels = images.levels if config.dequantize else None
     X = images.X if levels is None else data.dequantize(k_noise, images.X, levels)
@@ -236,44 +305,140 @@ def run_ppca(config, workdir: str, *, log: Callable[[str], None] = print) -> dic
     out = ppca.fit_all(X_train, X_test, config.q, key=k_fit, em_iters=config.em_iters,
                        gradient_steps=config.gradient_steps, learning_rate=config.learning_rate,
                        qs=config.q_grid, log=log)
-    metrics = _ppca_metrics(out, config.dataset, d, levels, log)
-    model = out["models"]["closed_form"]
-    shape, lo, hi = images.shape, float(images.X.min()), float(images.X.max())  # grey range as stored
-    name = f"{config.dataset}{' (dequantized)' if levels else ''}"
-    with atomic_workdir(workdir) as tmp:
-        write_json(os.path.join(tmp, "config.json"), _config_dict(config))
-        log("plotting ...")
-        ppca_plots.image_grid(np.asarray(ppca.sample(model, k_sample, config.n_samples)), shape,
-                              os.path.join(tmp, "samples.png"), vrange=(lo, hi),
-                              title=f"{name}: new samples h ~ N(0, I), x = W h + b + N(0, sigma2 I), q={config.q}")
-        ppca_plots.mean_and_directions(model.b, model.W, shape, os.path.join(tmp, "directions.png"),
-                                       title=f"{name}: mean b and principal directions w_j, the columns of W "
-                                             f"(red +, blue -), q={config.q}")
-        ppca_plots.spectrum(out["spectrum"], config.q, float(model.sigma2), os.path.join(tmp, "spectrum.png"),
-                            title=f"{name}: eigenvalues of the training covariance; the first q={config.q} "
-                                  "make W,\nsigma2 is the mean of the rest")
-        ppca_plots.reconstructions(X_test, np.asarray(ppca.reconstruct(model, X_test)), shape,
-                                   os.path.join(tmp, "reconstructions.png"), vrange=(lo, hi),
-                                   title=f"{name}: held-out images (top), reconstructions W E[h|x] + b "
-                                         f"(bottom), q={config.q}")
-        ppca_plots.latent_traversal(model.W, model.b, shape, os.path.join(tmp, "latent_traversal.png"),
-                                    vrange=(lo, hi),
-                                    title=f"{name}: x = W h + b as one latent h_j = t moves (the others 0), "
-                                          f"q={config.q}")
-        if out["qs"]:
-            ppca_plots.heldout_curve(out["qs"], out["heldout"], config.q, os.path.join(tmp, "heldout_vs_q.png"),
-                                     d=d, levels=levels,
-                                     title=f"{name}: held-out log-likelihood against q "
-                                           f"({X_train.shape[0]} train, {X_test.shape[0]} test images)")
-        if y_test is not None and d > 2:
-            H, _ = ppca.posterior(ppca.fit_closed_form(X_train, 2), X_test)
-            ppca_plots.latent_space(np.asarray(H), y_test, os.path.join(tmp, "latent_space.png"),
-                                    title=f"{name}: posterior means E[h | x] of a q=2 model, "
-                                          f"{X_test.shape[0]} held-out images by label")
-        metrics["seconds"] = time.perf_counter() - start
-        write_json(os.path.join(tmp, "metrics.json"), metrics)
-    log(f"wrote {workdir} ({metrics['seconds']:.1f} s)")
-    return metrics
+    latent = None
+    if y_test is not None and d > 2:
+        H, _ = ppca.posterior(ppca.fit_closed_form(X_train, 2), X_test)
+        latent = (np.asarray(H), y_test)
+    return {"out": out, "d": d, "levels": levels, "shape": images.shape, "X_show": X_test, "latent": latent,
+            "vrange": (float(images.X.min()), float(images.X.max())),  # grey range as stored
+            "name": f"{config.dataset}{' (dequantized)' if levels else ''}"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Probabilistic PCA on files larger than memory
+# ---------------------------------------------------------------------------------------------------
+
+_CHUNKED = ("npy", "idx")  # data sets read chunk by chunk from config.path
+_N_SHOW = 8  # held-out rows kept for the reconstructions figure
+
+
+def _ppca_chunked(config, keys, log) -> dict:
+    """``config.path`` read chunk by chunk: the closed form and EM from the moments
+    (:func:`lecture6.ppca.fit_all_chunks`), and what the figures need (see :func:`run_ppca`)."""
+    _, k_split, k_fit, _, k_noise = keys
+    source = _ChunkSource(config, k_split, k_noise)
+    log(f"{config.dataset} {source.path}: {source.n_train} train, {source.n - source.n_train} test rows of "
+        f"d={source.d} ({source.file_dtype}), read {source.rows_desc} at a time, q={config.q}"
+        + (f", dequantized ({source.levels} grey levels)" if source.levels else ""))
+    k_em, _ = jax.random.split(k_fit)  # the key ppca.fit_all gives EM
+    out = ppca.fit_all_chunks(lambda: source.chunks("train"), lambda: source.chunks("test"), config.q,
+                              key=k_em, em_iters=config.em_iters, qs=config.q_grid, log=log)
+    name = f"{os.path.basename(source.path)}{' (dequantized)' if source.levels else ''}"
+    return {"out": out, "d": source.d, "levels": source.levels, "shape": source.shape, "name": name,
+            "X_show": np.concatenate(source.shown) if source.shown else None,
+            "vrange": (source.lo, source.hi), "latent": None,
+            "extra_metrics": {"path": source.path, "rows_per_chunk": config.rows_per_chunk}}
+
+
+class _ChunkSource:
+    """The training or held-out rows of ``config.path``, chunk by chunk, as float64 ``(rows, d)``: checked
+    for NaN/inf (named by file row), dequantized when the file holds byte pixels, their grey range noted."""
+
+    def __init__(self, config, k_split, k_noise):
+        path = config.path
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"config.path = {path!r}: dataset {config.dataset!r} reads its rows from a file; "
+                             f"give one with --config.path=" + ("FILE.npy" if config.dataset == "npy" else
+                                                               "DIR (MNIST IDX files) or FILE (one IDX file)"))
+        if not os.path.exists(path):
+            raise ValueError(f"config.path = {path!r}: no such file or directory")
+        rows = config.rows_per_chunk
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+            raise ValueError(f"config.rows_per_chunk = {rows!r} is invalid: expected a positive integer "
+                             "(or None: 32 MiB of rows at a time)")
+        self.path = path
+        self.rows_desc = f"{rows} rows" if rows else "32 MiB of rows"
+        split = {"rows_per_chunk": rows, "key": k_split, "test_fraction": config.test_fraction}
+        if config.dataset == "npy":
+            self._open = lambda part: data.npy_chunks(path, part=part, **split)
+            self._open("train")  # the reader checks the file (rows, C order) when it is called
+            header = np.load(path, mmap_mode="r")
+            n, row_shape, dtype = header.shape[0], header.shape[1:], header.dtype
+            del header
+            if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
+                    or dtype == np.bool_):
+                raise ValueError(f"{path}: dtype {dtype} is not a real number type; PPCA reads float or "
+                                 "integer rows")
+            levels = None
+        else:
+            if os.path.isdir(path):
+                try:
+                    file = data._find(path, data._MNIST_FILES["train"][0])  # the names load_mnist accepts
+                except FileNotFoundError as exc:
+                    raise ValueError(f"config.path = {path!r}: {exc} (dataset 'idx' reads a directory of "
+                                     "MNIST IDX files, or one IDX file)") from None
+            else:
+                file = path
+            _, dtype, shape, _ = data._idx_header(file)  # checks the magic number
+            n, row_shape = shape[0], shape[1:]
+            # Byte pixels k are read as k / 255 (as load_mnist does): 256 grey levels.
+            levels = data.LEVELS["mnist"] if dtype == np.uint8 and config.dequantize else None
+            if os.path.isdir(path):
+                self._open = lambda part: data.mnist_chunks(path, "train", part=part, **split)
+            else:
+                scale = 255.0 if dtype == np.uint8 else 1.0
+                self._open = lambda part: data.idx_chunks(path, part=part, scale=scale, **split)
+            self._open("train")  # checks the rows and, uncompressed, the file size
+        self.n, self.file_dtype, self.levels, self.k_noise = n, np.dtype(dtype).name, levels, k_noise
+        self.d = int(np.prod(row_shape)) if row_shape else 1
+        self.shape = _image_shape(row_shape)
+        self.test = data.heldout_mask(k_split, n, test_fraction=config.test_fraction)
+        self.n_train = int(n - self.test.sum())
+        self.lo, self.hi, self.shown = np.inf, -np.inf, []
+
+    def chunks(self, part: str):
+        """A fresh pass over the ``part`` rows (``"train"`` or ``"test"``)."""
+        file_rows = np.flatnonzero(self.test if part == "test" else ~self.test)  # the k-th row read is here
+        seen = 0
+        for c, chunk in enumerate(self._open(part)):
+            chunk = np.asarray(chunk, dtype=np.float64).reshape(len(chunk), -1)
+            rows = file_rows[seen:seen + len(chunk)]
+            seen += len(chunk)
+            if not np.isfinite(chunk.sum()):
+                i, j = (int(v) for v in np.argwhere(~np.isfinite(chunk))[0])
+                raise ValueError(f"{self.path}: row {rows[i]} holds {chunk[i, j]} in column {j} (chunk {c} of "
+                                 f"the {part} rows, its row {i}); PPCA needs finite values")
+            self.lo, self.hi = min(self.lo, float(chunk.min())), max(self.hi, float(chunk.max()))
+            if self.levels:
+                chunk = _dequantize_rows(self.k_noise, rows, chunk, self.levels)
+            if part == "test" and len(self.shown) < _N_SHOW:
+                self.shown.append(chunk[:_N_SHOW - sum(len(s) for s in self.shown)])
+            yield chunk
+
+
+def _image_shape(row_shape) -> tuple[int, int] | None:
+    """The image shape of a row: the file's own 2-D shape, or square rows; None when neither."""
+    if len(row_shape) == 2:
+        return tuple(int(s) for s in row_shape)
+    d = int(np.prod(row_shape)) if row_shape else 1
+    s = int(round(d ** 0.5))
+    return (s, s) if s * s == d and d > 1 else None
+
+
+def _dequantize_rows(key, file_rows, X, levels: int) -> np.ndarray:
+    """:func:`lecture6.data.dequantize`'s (k + u) / L for rows ``X`` = k / (L - 1) of the file, the noise
+    of file row r drawn from ``fold_in(key, r)`` (so it does not depend on the chunking)."""
+    n, d = X.shape
+    padded = max(8, 1 << (n - 1).bit_length())  # few distinct shapes: few compiles
+    idx = np.zeros(padded, dtype=np.int64)
+    idx[:n] = file_rows
+    u = np.asarray(_row_uniforms(key, jnp.asarray(idx), d))[:n]
+    return (np.rint(X * (levels - 1)) + u) / levels
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _row_uniforms(key, rows, d: int):
+    return jax.vmap(lambda r: jax.random.uniform(jax.random.fold_in(key, r), (d,), dtype=jnp.float64))(rows)
 
 
 # What a config field left at None (its placeholder) means, per data set: enough EM iterations and
@@ -288,6 +453,9 @@ _PPCA_DEFAULTS = {
     "mnist": {"em_iters": 200, "gradient_steps": 200,
               "q_grid": (1, 5, 10, 20, 50, 100, 200, 300, 400, 500, 550, 600, 700)},
     "synthetic": {"em_iters": 300, "gradient_steps": 1000, "q_grid": (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30)},
+    # Read chunk by chunk: no gradient route; the grid stops below d.
+    "npy": {"em_iters": 200, "q_grid": (1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 400, 500, 600, 700)},
+    "idx": {"em_iters": 200, "q_grid": (1, 5, 10, 20, 50, 100, 200, 300, 400, 500, 550, 600, 700)},
 }
 
 
