@@ -360,15 +360,23 @@ class _ChunkSource:
         self.rows_desc = f"{rows} rows" if rows else "32 MiB of rows"
         split = {"rows_per_chunk": rows, "key": k_split, "test_fraction": config.test_fraction}
         if config.dataset == "npy":
-            self._open = lambda part: data.npy_chunks(path, part=part, **split)
-            self._open("train")  # the reader checks the file (rows, C order) when it is called
-            header = np.load(path, mmap_mode="r")
-            n, row_shape, dtype = header.shape[0], header.shape[1:], header.dtype
-            del header
-            if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
-                    or dtype == np.bool_):
+            if not os.path.isfile(path):
+                raise ValueError(f"config.path = {path!r} is a directory; dataset 'npy' reads one .npy file")
+            with open(path, "rb") as f:
+                if f.read(6) != b"\x93NUMPY":
+                    raise ValueError(f"{path}: not a .npy file (it does not start with the .npy magic string)")
+            try:
+                header = np.load(path, mmap_mode="r")  # reads the header only
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{path}: not a .npy array that can be memory-mapped ({exc})") from None
+            dtype = header.dtype
+            if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer) or dtype == np.bool_):
                 raise ValueError(f"{path}: dtype {dtype} is not a real number type; PPCA reads float or "
                                  "integer rows")
+            self._open = lambda part: data.npy_chunks(path, part=part, **split)
+            self._open("train")  # the reader checks the rest (rows, C order) when it is called
+            n, row_shape = header.shape[0], header.shape[1:]
+            del header
             levels = None
         else:
             if os.path.isdir(path):
@@ -425,14 +433,17 @@ def _image_shape(row_shape) -> tuple[int, int] | None:
     return (s, s) if s * s == d and d > 1 else None
 
 
+_NOISE_ROWS = 512  # rows of noise drawn per call: one shape, one compile, whatever the chunks' lengths
+
+
 def _dequantize_rows(key, file_rows, X, levels: int) -> np.ndarray:
     """:func:`lecture6.data.dequantize`'s (k + u) / L for rows ``X`` = k / (L - 1) of the file, the noise
     of file row r drawn from ``fold_in(key, r)`` (so it does not depend on the chunking)."""
     n, d = X.shape
-    padded = max(8, 1 << (n - 1).bit_length())  # few distinct shapes: few compiles
-    idx = np.zeros(padded, dtype=np.int64)
+    idx = np.zeros(-(-n // _NOISE_ROWS) * _NOISE_ROWS, dtype=np.int64)
     idx[:n] = file_rows
-    u = np.asarray(_row_uniforms(key, jnp.asarray(idx), d))[:n]
+    u = np.concatenate([np.asarray(_row_uniforms(key, jnp.asarray(block), d))
+                        for block in idx.reshape(-1, _NOISE_ROWS)])[:n]
     return (np.rint(X * (levels - 1)) + u) / levels
 
 

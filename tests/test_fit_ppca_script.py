@@ -230,6 +230,8 @@ def test_bad_files_are_named(tmp_path, rng):
     fails(r"config\.path = '': dataset 'npy' reads its rows from a file", dataset="npy")
     fails(r"config\.path = '.*nowhere\.npy': no such file or directory", dataset="npy",
           path=str(tmp_path / "nowhere.npy"))
+    (tmp_path / "text.npy").write_text("1,2,3\n")
+    fails(r"text\.npy: not a \.npy file", dataset="npy", path=str(tmp_path / "text.npy"))
     np.save(tmp_path / "vector.npy", np.zeros(30))
     fails(r"vector\.npy: the array must have rows, shape \(n, d, \.\.\.\); got shape \(30,\)", dataset="npy",
           path=str(tmp_path / "vector.npy"))
