@@ -24,8 +24,8 @@ import csv
 import functools
 import json
 import os
-import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 import jax
@@ -306,9 +306,11 @@ def _write_block(cells_dir: str, config, width: int, acts, rows: list[dict]) -> 
     over ``width_W.json`` (a reader sees the old file or the new one, never a part)."""
     os.makedirs(cells_dir, exist_ok=True)
     path = block_path(cells_dir, width)
-    fd, tmp = tempfile.mkstemp(prefix=f".width_{int(width)}.", suffix=".tmp", dir=cells_dir)
+    # A name no other writer uses (another process may write the same block), created with the usual
+    # permissions (tempfile.mkstemp's would be owner-only).
+    tmp = os.path.join(cells_dir, f".width_{int(width)}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with open(tmp, "x") as f:
             json.dump({"fingerprint": block_fingerprint(config, width, acts), "rows": rows}, f, indent=2)
             f.write("\n")
             f.flush()
