@@ -341,7 +341,8 @@ def _ppca_chunked(config, keys, log) -> dict:
 
 
 class _ChunkSource:
-    """The training or held-out rows of ``config.path``, chunk by chunk, as float64 ``(rows, d)``: checked
+    """The training or held-out rows of ``config.path``, chunk by chunk, as ``(rows, d)`` (float32 or
+    float64 as stored, other types as float64): checked
     for NaN/inf (named by file row), dequantized when the file holds byte pixels, their grey range noted."""
 
     def __init__(self, config, k_split, k_noise):
@@ -409,13 +410,17 @@ class _ChunkSource:
         file_rows = np.flatnonzero(self.test if part == "test" else ~self.test)  # the k-th row read is here
         seen = 0
         for c, chunk in enumerate(self._open(part)):
-            chunk = np.asarray(chunk, dtype=np.float64).reshape(len(chunk), -1)
+            chunk = np.asarray(chunk).reshape(len(chunk), -1)
+            if not np.issubdtype(chunk.dtype, np.floating):
+                chunk = chunk.astype(np.float64)  # float32 stays float32: the fits compute in float64 anyway
             rows = file_rows[seen:seen + len(chunk)]
             seen += len(chunk)
-            if not np.isfinite(chunk.sum()):
-                i, j = (int(v) for v in np.argwhere(~np.isfinite(chunk))[0])
-                raise ValueError(f"{self.path}: row {rows[i]} holds {chunk[i, j]} in column {j} (chunk {c} of "
-                                 f"the {part} rows, its row {i}); PPCA needs finite values")
+            if not np.isfinite(chunk.sum(dtype=np.float64)):
+                bad = np.argwhere(~np.isfinite(chunk))
+                if len(bad):  # else only too large to sum: ppca.moments_chunks names that
+                    i, j = (int(v) for v in bad[0])
+                    raise ValueError(f"{self.path}: row {rows[i]} holds {chunk[i, j]} in column {j} (chunk {c} "
+                                     f"of the {part} rows, its row {i}); PPCA needs finite values")
             self.lo, self.hi = min(self.lo, float(chunk.min())), max(self.hi, float(chunk.max()))
             if self.levels:
                 chunk = _dequantize_rows(self.k_noise, rows, chunk, self.levels)
