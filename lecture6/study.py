@@ -170,7 +170,7 @@ def solvability_study(config, *, widths: Sequence[int] = WIDTHS, activations: Se
     if todo:
         if outdir is not None:
             _remove_final_files(outdir, log)
-        done.update(_train_cells(config, todo, activations, cells_dir, timing, log))
+        done.update(_train_cells(config, todo, cells_dir, timing, log))
     by_cell = {(r["activation"], r["width"]): r for block in done.values() for r in block}
     rows = [by_cell[c] for c in cells]
     for r in rows:
@@ -181,7 +181,7 @@ def solvability_study(config, *, widths: Sequence[int] = WIDTHS, activations: Se
     return rows, timing
 
 
-def _train_cells(config, cells, activations, cells_dir, timing, log) -> dict[int, list[dict]]:
+def _train_cells(config, cells, cells_dir, timing, log) -> dict[int, list[dict]]:
     """Compile and run one program for ``cells``; with ``cells_dir`` write each width's block as it
     finishes. Returns the rows by width and fills in ``timing``."""
     seeds = config.seeds
