@@ -2,6 +2,7 @@
 
     python benchmarks/bench_devices.py                      # PPCA moments: n = 100,000, d = 784, float64
     python benchmarks/bench_devices.py --quick --dtype float32
+    python benchmarks/bench_devices.py --record          # and write the run's section of benchmarks/RESULTS.md
 
 On a CPU, XLA is told to make 4 host devices (``--xla_force_host_platform_device_count=4``, set here
 before JAX starts); on an accelerator the devices are the real ones, as many as there are, up to 4.
@@ -23,6 +24,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
@@ -32,6 +34,9 @@ import jax  # noqa: E402  (after XLA_FLAGS)
 import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import Section, add_record_flag, times  # noqa: E402
 
 from lecture6 import ppca, sharding  # noqa: E402
 
@@ -78,7 +83,15 @@ def main() -> None:
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--quick", action="store_true", help="n = 20,000 rows (a quick check)")
     parser.add_argument("--repeats", type=int, default=5)
+    add_record_flag(parser)
     args = parser.parse_args()
+    with Section("devices", "One device against four (`benchmarks/bench_devices.py`)", record=args.record) as sec:
+        sec.intro = ("The same jitted program with its data on a mesh of 1 and of 4 devices, in one process (on a CPU, "
+                     "`--xla_force_host_platform_device_count=4`), same data, interleaved repeats, median times.")
+        run(sec, args)
+
+
+def run(sec, args) -> None:
     devices = jax.devices()
     k = min(4, len(devices))
     meshes = {"1 device": sharding.make_mesh(devices=devices[:1])}
@@ -86,8 +99,7 @@ def main() -> None:
         meshes[f"{k} devices"] = sharding.make_mesh(devices=devices[:k])
     n, d = (20_000, 784) if args.quick else (100_000, 784)
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__}, {len(devices)} "
-          f"{jax.default_backend()} devices ({devices[0].device_kind}); load average "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+          f"{jax.default_backend()} devices ({devices[0].device_kind})")
     print(f"\nPPCA moments (mean and (1/n) covariance, jitted), n={n:,}, d={d}, {args.dtype}, "
           f"rows split over the 'data' axis; median of {args.repeats} interleaved repeats\n")
     rows = bench_ppca_moments(meshes, n, d, np.dtype(args.dtype), args.repeats)
@@ -97,7 +109,22 @@ def main() -> None:
     for r in rows:
         print(f"| {r['label']} | {r['place_s']:.3f} | {r['seconds']:.4f} | {base / r['seconds']:.2f}x | "
               f"{r['max_rel_diff']:.1e} |")
-    print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if len(rows) < 2:
+        sec.note("Only one device: nothing to compare.")
+        return
+    speedup = sec.figure("speedup", times(base / rows[-1]["seconds"], 3),
+                         f"PPCA moments, 1 device / {k} devices, seconds (median)")
+    diff = sec.figure("max_rel_diff", f"{rows[-1]['max_rel_diff']:.1e}",
+                      f"max relative difference of the moments on {k} devices and on 1")
+    if jax.default_backend() == "cpu" and (os.cpu_count() or 1) < 2 * k:
+        sec.note(f"{k} virtual devices on {os.cpu_count()} cores share the same cores (and XLA's thread pool), so "
+                 f"the split cannot be much faster than one device: {speedup} here. What the run shows is that the "
+                 f"sharded program is correct ({diff} relative to one device; the order of the additions differs) "
+                 "and what the split costs. (XLA's float64 XᵀX is far slower on this CPU than NumPy's BLAS `syrk`, "
+                 "which is why NumPy input takes the host route in `lecture6.ppca`; `bench_ppca.py` times the two "
+                 "routes side by side.)")
+    else:
+        sec.note(f"1 device / {k} devices: {speedup}; the sharded result agrees with one device to {diff}.")
 
 
 if __name__ == "__main__":

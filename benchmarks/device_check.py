@@ -44,7 +44,8 @@ STEPS = [
     ("bench_ppca (float32, small)", [PY, "benchmarks/bench_ppca.py", "--small", "--dtype", "float32",
                                      "--repeats", "2"]),
     ("bench_train (float32, 2,000 seeds x 500 steps)", [PY, "benchmarks/bench_train.py", "--seeds", "2000",
-                                                         "--small-seeds", "200", "--steps", "500"]),
+                                                         "--small-seeds", "200", "--steps", "500",
+                                                         "--repeats", "3"]),
     ("bench_devices (float32, quick)", [PY, "benchmarks/bench_devices.py", "--quick", "--dtype", "float32",
                                         "--repeats", "3"]),
 ]
