@@ -202,8 +202,9 @@ def run_digits(config, workdir: str, *, log: Callable[[str], None] = print) -> d
             summary["test_accuracy_best_run"] = float(test_acc[best])
         title = f"{dataset}, width {config.width}, {config.seeds} seeds, softmax CE"
         plots.loss_curves(rows, os.path.join(tmp, "loss_curves.png"), title=title)
-        plots.accuracy_curves(rows, os.path.join(tmp, "accuracy.png"),
-                              test_accuracy=summary["test_accuracy_mean"])
+        plots.accuracy_curves(rows, os.path.join(tmp, "accuracy.png"), test_accuracy=summary["test_accuracy_mean"],
+                              title=f"{dataset}: training accuracy per epoch and held-out test accuracy\n"
+                                    f"(mean of {config.seeds} seeds; {Xtr.shape[0]} train, {Xte.shape[0]} test images)")
         write_json(os.path.join(tmp, "summary.json"), summary)
     _say_diverged(summary, config, log, workdir)
     acc = summary["test_accuracy_mean"]
