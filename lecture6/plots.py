@@ -122,7 +122,8 @@ def success_vs_width(rows: list[dict], path, *, title: str = "XOR solved by grad
     return _save(fig, path)
 
 
-def accuracy_curves(rows: list[dict], path, *, test_accuracy: float | None = None):
+def accuracy_curves(rows: list[dict], path, *, test_accuracy: float | None = None,
+                    title: str = "accuracy (mean over seeds)"):
     """Mean training accuracy over seeds per logged epoch (and the final test accuracy as a line)."""
     rows = [r for r in rows if r.get("accuracy_mean") is not None]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -132,6 +133,6 @@ def accuracy_curves(rows: list[dict], path, *, test_accuracy: float | None = Non
         ax.axhline(test_accuracy, color="C1", ls="--", label=f"test, final: {test_accuracy:.3f}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
-    ax.set_title("accuracy (mean over seeds)")
+    ax.set_title(title)
     ax.legend()
     return _save(fig, path)

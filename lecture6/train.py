@@ -297,10 +297,15 @@ def make_program(config, data, *, sigma: Callable | None = None) -> Program:
         state = state._replace(params=params, opt_state=opt_state, finite=state.finite & jnp.isfinite(loss))
         return state, (loss, accuracy(out, Yb, config.loss))
 
+    def whole():
+        """``(X, Y)``, every training row. They are compile-time constants: the barrier keeps XLA from
+        folding what depends on them alone, such as argmax(Y), at compile time (seconds for 4,000 rows)."""
+        return jax.lax.optimization_barrier((X, Y))
+
     def epoch(state, e):
         """Every minibatch of epoch ``e``, in an order drawn for this epoch; its mean loss and accuracy."""
         if B == n:
-            return step(state, (X, Y))
+            return step(state, whole())
         order = jax.random.permutation(jax.random.fold_in(state.order_key, e), n)
         rows = order[: n_batches * B].reshape(n_batches, B)
         state, (loss, acc) = jax.lax.scan(step, state, (X[rows], Y[rows]))
@@ -313,8 +318,9 @@ def make_program(config, data, *, sigma: Callable | None = None) -> Program:
 
     def evaluate(params):
         """Loss and accuracy on the whole training set."""
-        value, out = objective(params, X, Y)
-        return value, accuracy(out, Y, config.loss)
+        Xw, Yw = whole()
+        value, out = objective(params, Xw, Yw)
+        return value, accuracy(out, Yw, config.loss)
 
     def finish(state, loss, acc, seed, lr):
         final = evaluate(state.params)

@@ -1,6 +1,7 @@
-"""Train the lecture's 3-layer ReLU softmax network on the 8x8 digits (minibatch SGD) and write a run directory.
+"""Train the lecture's 3-layer ReLU softmax network on handwritten digits (minibatch SGD) and write a run directory.
 
     python scripts/train_digits.py --config configs/digits.py --workdir runs/digits
+    python scripts/train_digits.py --config configs/digits.py --config.dataset=mnist --workdir runs/softmax_mnist
 
 Any config field can be overridden (``--config.width=128 --config.epochs=50``). See
 ``lecture6.experiment.run_digits`` for what the workdir holds.
