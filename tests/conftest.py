@@ -4,12 +4,31 @@
 * implicit rank promotion raises: ``(n, d) + (d,)`` must be written as ``(n, d) + (1, d)``.
 * warnings are errors (``filterwarnings = error`` in pyproject.toml) unless a test names them.
 * every test gets its own PRNG key, derived from its node id, so tests never share randomness.
+* compiling is most of the suite's time (hundreds of small programs, each run once on tiny inputs), so
+  XLA's backend optimizations are off (``jax_disable_most_optimizations``: LLVM at -O0; the HLO graph,
+  and so the arithmetic, is the one the library runs with), and every program compiled in this session
+  goes to a compilation cache that lives for the session only: a script launched by a test, or a
+  program rebuilt from a new closure, finds what an earlier test compiled. The suite starts cold each
+  time. Both settings travel to the scripts the tests launch, through the environment.
 """
 
+import atexit
+import os
+import shutil
+import tempfile
 import zlib
 
-import jax
-import pytest
+_CACHE = tempfile.mkdtemp(prefix="lecture6-test-xla-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ.update({
+    "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+    "JAX_COMPILATION_CACHE_DIR": _CACHE,
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+})
+
+import jax  # noqa: E402  (after the environment above, which jax reads on import)
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -27,3 +46,10 @@ def rng(request):
     import numpy as np
 
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def pytest_collection_finish(session):
+    """Start the subprocesses the collected tests will read (tests/launches.py) on a background thread."""
+    import launches
+
+    launches.start({item.module.__name__ for item in session.items if getattr(item, "module", None)})

@@ -7,10 +7,9 @@ import math
 import os
 import pathlib
 import struct
-import subprocess
-import sys
 
 import jax
+import launches
 import matplotlib.image
 import numpy as np
 import pytest
@@ -34,16 +33,24 @@ def _check_png(path, *, min_size=(150, 150)):
     assert image.shape[:2] == (height, width) and image.std() > 0.02, f"{path} looks blank"
 
 
-def _run(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), "--config", str(ROOT / "configs" / "ppca.py"),
-                           *args], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+def _script(*args):
+    return lambda out: launches.python(str(SCRIPT), "--config", str(ROOT / "configs" / "ppca.py"),
+                                       *[a.format(out=out) for a in args])
 
 
-def test_fit_ppca_writes_metrics_and_plots(tmp_path):
-    workdir = tmp_path / "runs" / "ppca"
-    # em_iters is left to the data set's default (300 for digits); the rest is kept small.
-    proc = _run("--config.dataset=digits", "--config.q=3", "--config.gradient_steps=500",
-                "--config.q_grid=(1,2,3,5)", "--config.n_samples=8", f"--workdir={workdir}")
+# Launched when the tests are collected (tests/launches.py); each test reads its launch's result.
+# em_iters is left to the data set's default (300 for digits); the rest is kept small.
+DIGITS = launches.launch("fit_ppca_digits", _script(
+    "--config.dataset=digits", "--config.q=3", "--config.gradient_steps=500", "--config.q_grid=(1,2,3,5)",
+    "--config.n_samples=8", "--workdir={out}/runs/ppca"))
+UNKNOWN_FIELD = launches.launch("fit_ppca_unknown_field", _script("--config.qq=3", "--workdir={out}/w"))
+MISSING_FILE = launches.launch("fit_ppca_missing_file", _script(
+    "--config.dataset=npy", "--config.path={out}/missing.npy", "--workdir={out}/w"))
+
+
+def test_fit_ppca_writes_metrics_and_plots():
+    workdir = pathlib.Path(DIGITS.out) / "runs" / "ppca"
+    proc = DIGITS.result()
     assert proc.returncode == 0, proc.stderr
     assert "fitting em" in proc.stdout and "wrote" in proc.stdout  # progress is reported
     assert "dequantized (17 grey levels)" in proc.stdout
@@ -71,7 +78,7 @@ def test_fit_ppca_writes_metrics_and_plots(tmp_path):
     for name in PNGS:
         _check_png(workdir / name)
     # Nothing but the finished workdir is left behind.
-    assert sorted(os.listdir(tmp_path / "runs")) == ["ppca"]
+    assert sorted(os.listdir(workdir.parent)) == ["ppca"]
 
 
 def test_latent_and_heldout_figures_are_written(tmp_path, rng):
@@ -91,11 +98,11 @@ def test_latent_and_heldout_figures_are_written(tmp_path, rng):
     _check_png(tmp_path / "heldout.png", min_size=(400, 250))
 
 
-def test_unknown_override_is_rejected(tmp_path):
-    proc = _run("--config.qq=3", f"--workdir={tmp_path / 'w'}")
+def test_unknown_override_is_rejected():
+    proc = UNKNOWN_FIELD.result()
     assert proc.returncode != 0
     assert "qq" in proc.stderr
-    assert not (tmp_path / "w").exists()
+    assert not os.path.exists(os.path.join(UNKNOWN_FIELD.out, "w"))
 
 
 def _write(workdir, fn):
@@ -257,9 +264,9 @@ def test_bad_files_are_named(tmp_path, rng):
           dataset="npy", path=str(tmp_path / "nan.npy"))
 
 
-def test_the_script_shows_a_bad_path_in_one_line(tmp_path):
-    proc = _run("--config.dataset=npy", f"--config.path={tmp_path / 'missing.npy'}", f"--workdir={tmp_path / 'w'}")
+def test_the_script_shows_a_bad_path_in_one_line():
+    proc = MISSING_FILE.result()
+    missing = os.path.join(MISSING_FILE.out, "missing.npy")
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1] == (f"error: config.path = '{tmp_path / 'missing.npy'}': no such "
-                                                     "file or directory")
-    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+    assert proc.stderr.strip().splitlines()[-1] == f"error: config.path = '{missing}': no such file or directory"
+    assert "Traceback" not in proc.stderr and not os.path.exists(os.path.join(MISSING_FILE.out, "w"))

@@ -7,10 +7,10 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 
 import jax
+import launches
 import numpy as np
 import pytest
 from absl import flags
@@ -24,9 +24,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 XOR_CONFIG = str(ROOT / "configs" / "xor.py")
 
 
-def run_script(name, *args):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
+def script(name, *args):
+    """The command line of ``scripts/name``; ``{out}`` in an argument is the launch's output folder."""
+    return lambda out: launches.python(str(ROOT / "scripts" / name), *[a.format(out=out) for a in args])
 
 
 def xor_config(**kw):
@@ -37,13 +37,23 @@ def xor_config(**kw):
 
 TINY = {"seeds": 16, "epochs": 200, "log_every": 20, "width": 4, "progress_every": 100}
 
+# The scripts launched for real, started when the tests are collected (tests/launches.py).
+XOR = launches.launch("train_xor", script("train_xor.py", "--config", XOR_CONFIG,
+                                          *[f"--config.{k}={v}" for k, v in TINY.items()], "--workdir={out}/script"))
+DIGITS = launches.launch("train_digits", script("train_digits.py", "--config.seeds=1", "--config.epochs=3",
+                                                "--config.width=16", "--workdir={out}/digits"))
+BAD_VALUE = launches.launch("train_xor_bad_value", script("train_xor.py", "--config.lr=-0.5",
+                                                          "--workdir={out}/run"))
+STUDY = launches.launch("xor_study", script("xor_study.py", "--seeds=50", "--widths=1", "--activations=relu,tanh",
+                                            "--config.epochs=300", "--outdir={out}/study"))
+
 
 @pytest.fixture(scope="module")
 def xor_script_run(tmp_path_factory):
     """train_xor.py launched for real, and the same config run in-process by experiment.run_xor."""
     tmp = tmp_path_factory.mktemp("xor")
-    p = run_script("train_xor.py", "--config", XOR_CONFIG, *[f"--config.{k}={v}" for k, v in TINY.items()],
-                   f"--workdir={tmp / 'script'}")
+    p = XOR.result()
+    shutil.copytree(os.path.join(XOR.out, "script"), tmp / "script")
     lines = []
     summary = experiment.run_xor(xor_config(**TINY), str(tmp / "inprocess"), log=lines.append)
     return p, tmp, summary, lines
@@ -64,7 +74,8 @@ def test_train_xor_script_writes_a_complete_run(xor_script_run):
     assert [r["epoch"] for r in rows] == list(range(20, 201, 20))
     params = np.load(workdir / "params.npz")
     assert params["W1"].shape == (4, 2) and params["W2"].shape == (1, 4) and params["b2"].shape == (1,)
-    assert sorted(os.listdir(tmp)) == ["inprocess", "script"]  # no temporary directories left
+    assert os.listdir(XOR.out) == ["script"]  # the script left no temporary directory beside its workdir
+    assert sorted(os.listdir(tmp)) == ["inprocess", "script"]  # nor did run_xor
 
 
 def test_the_scripts_success_rate_is_the_libraries(xor_script_run):
@@ -92,10 +103,9 @@ def test_a_rerun_writes_identical_outputs(xor_script_run):
     assert any(line.startswith("compiled in") for line in lines)
 
 
-def test_train_digits_script_reports_test_accuracy(tmp_path):
-    workdir = tmp_path / "digits"
-    p = run_script("train_digits.py", "--config.seeds=1", "--config.epochs=3", "--config.width=16",
-                   f"--workdir={workdir}")
+def test_train_digits_script_reports_test_accuracy():
+    workdir = pathlib.Path(DIGITS.out) / "digits"
+    p = DIGITS.result()
     assert p.returncode == 0, p.stderr
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["n_train"] + summary["n_test"] == 1797
@@ -173,12 +183,12 @@ def test_another_config_file_is_used(monkeypatch, tmp_path):
     assert (fv.config.width, fv.config.seeds) == (7, 3)
 
 
-def test_a_bad_value_exits_nonzero_with_one_line(tmp_path):
+def test_a_bad_value_exits_nonzero_with_one_line():
     """The real entry point: a bad value is one line on stderr naming the field, no traceback, nothing written."""
-    p = run_script("train_xor.py", "--config.lr=-0.5", f"--workdir={tmp_path / 'run'}")
+    p = BAD_VALUE.result()
     assert p.returncode != 0
     assert p.stderr == "error: config.lr = -0.5 is invalid: expected a finite number > 0\n", p.stderr
-    assert not os.listdir(tmp_path)
+    assert not os.listdir(BAD_VALUE.out)
 
 
 # --- The workdir: always a complete run --------------------------------------------------------------
@@ -227,10 +237,9 @@ def test_a_finished_write_leaves_nothing_behind(tmp_path):
 # --- The study -----------------------------------------------------------------------------------------
 
 
-def test_xor_study_script_writes_table_plot_and_timings(tmp_path):
-    out = tmp_path / "study"
-    p = run_script("xor_study.py", "--seeds=50", "--widths=1", "--activations=relu,tanh", "--config.epochs=300",
-                   f"--outdir={out}")
+def test_xor_study_script_writes_table_plot_and_timings():
+    out = pathlib.Path(STUDY.out) / "study"
+    p = STUDY.result()
     assert p.returncode == 0, p.stderr
     assert "compiled the study (2 cells x 50 seeds) in" in p.stdout
     with open(out / "study.csv") as f:

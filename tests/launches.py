@@ -1,0 +1,104 @@
+"""The subprocesses the suite reads (scripts launched for real, multi-device and multi-process checks),
+started as soon as the tests are collected and run one after another in a background thread.
+
+The in-process tests keep one core busy (tracing and compiling are single-threaded); each launch is a
+fresh interpreter that imports jax and compiles its own programs, and it runs meanwhile on the other
+core. A test module registers its launches when it is imported::
+
+    XOR = launches.launch("train_xor", lambda out: [sys.executable, "scripts/train_xor.py", f"--workdir={out}/run"])
+
+and a test reads ``XOR.result()`` (a ``subprocess.CompletedProcess``) and the files under ``XOR.out``.
+``result()`` waits for that launch only: one the background thread has not reached yet runs at once in
+the caller. Launches of modules that were not collected (``pytest tests/test_x.py``, ``-k``) are not
+started in the background, only when a test asks for them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_BASE = tempfile.mkdtemp(prefix="lecture6-launches-")
+atexit.register(shutil.rmtree, _BASE, ignore_errors=True)
+_ALL: list[Launch] = []
+
+
+class Launch:
+    """One subprocess: its output folder ``out`` (empty, made at registration) and, once run, its result."""
+
+    def __init__(self, name: str, argv: Callable[[str], list[str]], env: dict | None, timeout: float, module: str):
+        self.name, self.module, self.timeout = name, module, timeout
+        self.out = os.path.join(_BASE, name)
+        os.makedirs(self.out)
+        self.argv = argv(self.out)
+        self.env = env
+        self._lock = threading.Lock()
+        self._result: subprocess.CompletedProcess | None = None
+        self._proc: subprocess.Popen | None = None
+
+    def result(self) -> subprocess.CompletedProcess:
+        with self._lock:  # the background thread holds it while this launch runs there
+            if self._result is None:
+                self._result = self._run()
+            return self._result
+
+    def _run(self) -> subprocess.CompletedProcess:
+        self._proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            stdout, stderr = self._proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            stdout, stderr = self._proc.communicate()
+            stderr += f"\n[tests/launches.py: {self.name} killed after its {self.timeout} s timeout]"
+        return subprocess.CompletedProcess(self.argv, self._proc.returncode, stdout, stderr)
+
+    def _stop(self):
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+
+
+def launch(name: str, argv: Callable[[str], list[str]], *, env: dict | None = None,
+           timeout: float = 300) -> Launch:
+    """Register a launch; ``argv(out)`` builds its command line from its output folder."""
+    if any(item.name == name for item in _ALL):
+        raise ValueError(f"a launch named {name!r} is already registered")
+    module = sys._getframe(1).f_globals.get("__name__", "")
+    item = Launch(name, argv, env, timeout, module)
+    _ALL.append(item)
+    return item
+
+
+def python(*args: str) -> list[str]:
+    """``[sys.executable, *args]``: the interpreter running the tests."""
+    return [sys.executable, *args]
+
+
+def start(modules: set[str]) -> None:
+    """Run, in registration order on a daemon thread, the launches of the collected ``modules``."""
+    todo = [item for item in _ALL if item.module in modules]
+
+    def work():
+        for item in todo:
+            if item._lock.acquire(blocking=False):  # a test that got there first runs it itself
+                try:
+                    if item._result is None:
+                        item._result = item._run()
+                finally:
+                    item._lock.release()
+
+    if todo:
+        threading.Thread(target=work, name="launches", daemon=True).start()
+
+
+@atexit.register
+def _stop_all():
+    for item in _ALL:
+        item._stop()
