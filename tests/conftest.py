@@ -53,3 +53,11 @@ def pytest_collection_finish(session):
     import launches
 
     launches.start({item.module.__name__ for item in session.items if getattr(item, "module", None)})
+
+
+def pytest_collection_modifyitems(items):
+    """The modules that read launches run last, by when their launches have finished on the other core."""
+    import launches
+
+    late = {item.module for item in launches.registered()}
+    items.sort(key=lambda item: getattr(getattr(item, "module", None), "__name__", "") in late)

@@ -76,6 +76,11 @@ def launch(name: str, argv: Callable[[str], list[str]], *, env: dict | None = No
     return item
 
 
+def registered() -> list[Launch]:
+    """Every launch registered so far, in order."""
+    return list(_ALL)
+
+
 def python(*args: str) -> list[str]:
     """``[sys.executable, *args]``: the interpreter running the tests."""
     return [sys.executable, *args]

@@ -4,9 +4,9 @@ broken check shows up as a FAIL row, and the command line runs, selects and exit
 (That breaking the library under each row makes that row FAIL is tests/test_audit_breaks.py.)
 """
 
-import subprocess
-import sys
+import os
 
+import launches
 import pytest
 
 from lecture6 import audit
@@ -37,9 +37,16 @@ SECTIONS = {
 }
 
 
+# The whole quick audit through its command line, started when the tests are collected (tests/launches.py).
+QUICK = launches.launch("audit_quick", lambda out: launches.python(
+    "-m", "lecture6.audit", "--quick", "--json", f"{out}/rows.json"))
+
+
 @pytest.fixture(scope="module")
 def quick_rows():
-    return audit.run(quick=True)
+    p = QUICK.result()
+    assert os.path.exists(f"{QUICK.out}/rows.json"), p.stdout + p.stderr
+    return audit.read_rows(f"{QUICK.out}/rows.json")
 
 
 def test_every_claim_passes_in_quick_mode(quick_rows):
@@ -101,11 +108,18 @@ def test_main_exits_one_on_a_failing_row_and_two_when_nothing_matches(monkeypatc
     assert "no claim matches 'no such claim'" in capsys.readouterr().err
 
 
-def test_audit_cli_runs_quick_rows_selected_by_id():
-    # One row that compiles nothing: the subprocess costs its start-up, not the audit.
-    out = subprocess.run([sys.executable, "-m", "lecture6.audit", "--quick", "-k", "networks.xor_linear"],
-                         capture_output=True, text=True, check=False, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "[networks.xor_linear]" in out.stdout and "== Crucial role of non-linearity ==" in out.stdout
-    assert out.stdout.count("  PASS  ") == 1 and "  FAIL  " not in out.stdout
-    assert "(quick mode" in out.stdout and "1 passed, 0 failed" in out.stdout
+def test_audit_cli_prints_every_row_and_exits_zero(quick_rows):
+    p = QUICK.result()
+    assert p.returncode == 0, p.stdout + p.stderr
+    printed = {line.rsplit("[", 1)[1].rstrip("]"): line.split()[0] for line in p.stdout.splitlines()
+               if line.endswith("]") and line.lstrip().startswith(("PASS", "FAIL"))}
+    assert printed == {r.id: "PASS" for r in quick_rows}
+    assert "== Crucial role of non-linearity ==" in p.stdout and "  FAIL  " not in p.stdout
+    assert "(quick mode" in p.stdout and f"{len(EXPECTED_IDS)} passed, 0 failed" in p.stdout
+
+
+def test_rows_written_as_json_read_back_equal(tmp_path):
+    rows = [audit.Row("S", "s", "a claim", "a method", None, True, "", 0.5),
+            audit.Row("T", "t", "another", "m", 1e-3, False, "off", 0.25)]
+    audit.write_rows(rows, str(tmp_path / "rows.json"))
+    assert audit.read_rows(str(tmp_path / "rows.json")) == rows and os.listdir(tmp_path) == ["rows.json"]

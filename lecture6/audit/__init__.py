@@ -167,6 +167,26 @@ def format_rows(rows: list[Row], quick: bool = False) -> str:
     return "\n".join(lines)
 
 
+def write_rows(rows: list[Row], path: str) -> None:
+    """``rows`` as a JSON list of objects (the fields of :class:`Row`), written whole (temporary file, rename)."""
+    import json
+    import os
+
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump([dataclasses.asdict(r) for r in rows], f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_rows(path: str) -> list[Row]:
+    """The rows :func:`write_rows` wrote."""
+    import json
+
+    with open(path) as f:
+        return [Row(**r) for r in json.load(f)]
+
+
 def format_markdown(rows: list[Row]) -> str:
     """The audit as a Markdown table (for the README)."""
     out = ["| section | claim | checked by | max error | result |", "|---|---|---|---|---|"]
@@ -185,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead")
     parser.add_argument("--quick", action="store_true",
                         help="the same checks on smaller problems (seconds, not minutes)")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as a JSON list")
     args = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     rows = run(args.select, quick=args.quick)
@@ -192,4 +213,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no claim matches {args.select!r}", file=sys.stderr)
         return 2
     print(format_markdown(rows) if args.markdown else format_rows(rows, quick=args.quick))
+    if args.json:
+        write_rows(rows, args.json)
     return 0 if all(r.passed for r in rows) else 1
