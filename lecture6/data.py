@@ -91,6 +91,23 @@ def load_faces(n: int = N_FACES) -> np.ndarray:
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def _parse_idx_header(path: str, raw: bytes):
+    """``(dtype, shape, header bytes)`` from the first bytes of an IDX file; ``ValueError`` naming ``path``
+    on a wrong magic number or a header cut short."""
+    if len(raw) < 4:
+        raise ValueError(f"{path}: truncated IDX file ({len(raw)} bytes, the header alone needs 4)")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path}: not an IDX file (magic number 0x{raw[:4].hex()}; expected "
+                         f"0x0000TTKK with type code TT in {sorted(hex(t) for t in _IDX_DTYPES)})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX file ({len(raw)} bytes, the header of a "
+                         f"{ndim}-D array needs {header})")
+    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    return np.dtype(_IDX_DTYPES[raw[2]]), shape, header
+
+
 def read_idx(path) -> np.ndarray:
     """Read one IDX file (the MNIST format; gzip is detected from the content) into a NumPy array.
 
@@ -106,17 +123,7 @@ def read_idx(path) -> np.ndarray:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
-    if len(raw) < 4:
-        raise ValueError(f"{path}: truncated IDX file ({len(raw)} bytes, the header alone needs 4)")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file (magic number 0x{raw[:4].hex()}; expected "
-                         f"0x0000TTKK with type code TT in {sorted(hex(t) for t in _IDX_DTYPES)})")
-    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX file ({len(raw)} bytes, the header of a "
-                         f"{ndim}-D array needs {header})")
-    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype, shape, header = _parse_idx_header(path, raw)
     expected = header + math.prod(shape) * dtype.itemsize
     if len(raw) < expected:
         raise ValueError(f"{path}: truncated IDX file ({len(raw)} bytes, shape {shape} of {dtype.name} "
@@ -433,17 +440,8 @@ def _idx_header(path: str):
                 head += f.read(4 * head[3])
         except (OSError, EOFError) as exc:
             raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
-    if len(head) < 4:
-        raise ValueError(f"{path}: truncated IDX file ({len(head)} bytes, the header alone needs 4)")
-    if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file (magic number 0x{head[:4].hex()}; expected "
-                         f"0x0000TTKK with type code TT in {sorted(hex(t) for t in _IDX_DTYPES)})")
-    ndim = head[3]
-    if len(head) < 4 + 4 * ndim:
-        raise ValueError(f"{path}: truncated IDX file (the header of a {ndim}-D array needs {4 + 4 * ndim} "
-                         "bytes)")
-    shape = tuple(int(s) for s in np.frombuffer(head, dtype=">u4", count=ndim, offset=4))
-    return gzipped, np.dtype(_IDX_DTYPES[head[2]]), shape, len(head)
+    dtype, shape, header = _parse_idx_header(path, head)
+    return gzipped, dtype, shape, header
 
 
 def idx_chunks(path, rows_per_chunk: int | None = None, *, key=None, part: str = "all",

@@ -33,6 +33,8 @@ from collections.abc import Callable
 import jax
 
 
+# Three plain records with some fields in common, kept apart on purpose: what a check returns (Check),
+# what a module registers (Claim) and what the audit prints (Row).
 @dataclasses.dataclass(frozen=True)
 class Check:
     """What a claim's check found: the largest error seen, whether it passed, and a short note."""

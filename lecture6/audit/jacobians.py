@@ -55,6 +55,8 @@ def _slide_f_example(x):
     return np.array([2 * x[0] + x[1], np.pi * x[1], -x[0] / x[1]])
 
 
+# Rows of the shape below (the function against the slide's formula at random points, then the checker
+# on its hand Jacobian at the same points) differ only in the functions they name.
 @claim("Jacobian matrices", "f([x1,x2]) = [2x1+x2, pi x2, -x1/x2] has Jacobian [[2,1],[0,pi],[-1/x2, x1/x2^2]]",
        f"f vs the slide's formula; hand Jacobian vs jacfwd, jacrev and central FD at {N_POINTS} random points")
 def _f_example() -> Check:
