@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lecture6 import data, plots, ppca, ppca_plots
+from lecture6 import compile_time, data, plots, ppca, ppca_plots
 from lecture6.data import train_test_split, xor
 from lecture6.mlp import predict
 from lecture6.rundir import atomic_workdir, write_json
@@ -232,7 +232,8 @@ def run_ppca(config, workdir: str, *, log: Callable[[str], None] = print) -> dic
     in the [0, 1] pixel units of the fitted data) and ``train_bits_per_dim``/``test_bits_per_dim``
     (:func:`lecture6.data.bits_per_dim`), the sweep ``heldout`` (``q``, ``test_loglik``,
     ``test_bits_per_dim`` per q of ``config.q_grid``), ``best_q_heldout``, ``levels`` (None when not
-    dequantized), ``seconds``; and PNGs (:mod:`lecture6.ppca_plots`): samples, directions, spectrum,
+    dequantized), ``seconds`` and ``compile_seconds`` (the part of them JAX spent tracing and compiling,
+    :mod:`lecture6.compile_time`; per method too); and PNGs (:mod:`lecture6.ppca_plots`): samples, directions, spectrum,
     reconstructions, heldout_vs_q, latent_traversal, and latent_space (a q=2 model, for labelled data).
     Returns the metrics.
 
@@ -255,6 +256,11 @@ def run_ppca(config, workdir: str, *, log: Callable[[str], None] = print) -> dic
     an array of real numbers with rows, and a NaN or inf (named by its file row, its chunk and its
     column) raise ``ValueError``.
     """
+    with compile_time.measure() as spent:
+        return _run_ppca(config, workdir, log, spent)
+
+
+def _run_ppca(config, workdir: str, log: Callable[[str], None], spent: compile_time.Spent) -> dict:
     start = time.perf_counter()
     config = _ppca_resolve(config)
     jax.config.update("jax_enable_x64", True)
@@ -300,8 +306,9 @@ def run_ppca(config, workdir: str, *, log: Callable[[str], None] = print) -> dic
                                     title=f"{name}: posterior means E[h | x] of a q=2 model, "
                                           f"{len(y_test)} held-out images by label")
         metrics["seconds"] = time.perf_counter() - start
+        metrics["compile_seconds"] = spent.seconds
         write_json(os.path.join(tmp, "metrics.json"), metrics)
-    log(f"wrote {workdir} ({metrics['seconds']:.1f} s)")
+    log(f"wrote {workdir} ({metrics['seconds']:.1f} s, {spent.seconds:.1f} s of it compiling)")
     return metrics
 
 

@@ -65,12 +65,15 @@ def test_fit_ppca_writes_metrics_and_plots():
     for method in ("closed_form", "em", "gradient"):
         m = metrics[method]
         assert set(m) >= {"train_loglik", "test_loglik", "fit_seconds", "train_bits_per_dim", "test_bits_per_dim"}
-        assert m["fit_seconds"] > 0
+        assert m["fit_seconds"] > 0 and 0 <= m["compile_seconds"] <= m["fit_seconds"]
         # The closed form is the maximum: no route beats it on the training data.
         assert m["train_loglik"] <= metrics["closed_form"]["train_loglik"] + 1e-9
         assert m["train_loglik"] > metrics["closed_form"]["train_loglik"] - 0.05
         # bits/dim of 17-level pixels: (d ln 17 - loglik) / (d ln 2)
         assert m["test_bits_per_dim"] == pytest.approx((64 * math.log(17) - m["test_loglik"]) / (64 * math.log(2)))
+    assert metrics["em"]["compile_seconds"] > 0  # a new process compiles its EM loop
+    assert 0 < metrics["compile_seconds"] < metrics["seconds"]
+    assert "s of it compiling)" in proc.stdout
     assert [r["q"] for r in metrics["heldout"]] == [1, 2, 3, 5]
     best = max(metrics["heldout"], key=lambda r: r["test_loglik"])
     assert metrics["best_q_heldout"] == best["q"] and metrics["best_heldout_bits_per_dim"] == best["test_bits_per_dim"]
