@@ -40,9 +40,10 @@ def _script(*args):
 
 # Launched when the tests are collected (tests/launches.py); each test reads its launch's result.
 # em_iters is left to the data set's default (300 for digits); the rest is kept small.
-DIGITS = launches.launch("fit_ppca_digits", _script(
-    "--config.dataset=digits", "--config.q=3", "--config.gradient_steps=500", "--config.q_grid=(1,2,3,5)",
-    "--config.n_samples=8", "--workdir={out}/runs/ppca"))
+_DIGITS_ARGS = ("--config.dataset=digits", "--config.q=3", "--config.gradient_steps=500", "--config.q_grid=(1,2,3,5)",
+                "--config.n_samples=8", "--workdir={out}/runs/ppca")
+DIGITS = launches.launch("fit_ppca_digits", _script(*_DIGITS_ARGS))
+DIGITS_AGAIN = launches.launch("fit_ppca_digits_again", _script(*_DIGITS_ARGS))
 UNKNOWN_FIELD = launches.launch("fit_ppca_unknown_field", _script("--config.qq=3", "--workdir={out}/w"))
 MISSING_FILE = launches.launch("fit_ppca_missing_file", _script(
     "--config.dataset=npy", "--config.path={out}/missing.npy", "--workdir={out}/w"))
@@ -99,6 +100,23 @@ def test_latent_and_heldout_figures_are_written(tmp_path, rng):
     ppca_plots.heldout_curve([1, 2, 5, 10, 20], [-10.0, 50.0, 80.0, 60.0, -1e6], 5, tmp_path / "heldout.png",
                              d=784, levels=256)
     _check_png(tmp_path / "heldout.png", min_size=(400, 250))
+
+
+def _without_timings(obj):
+    if isinstance(obj, dict):
+        return {k: _without_timings(v) for k, v in obj.items() if not k.endswith("seconds")}
+    return [_without_timings(v) for v in obj] if isinstance(obj, list) else obj
+
+
+def test_a_rerun_of_the_script_writes_identical_metrics():
+    """The same command twice, each in its own process: metrics.json equal to the last bit, timings aside."""
+    runs = []
+    for launch in (DIGITS, DIGITS_AGAIN):
+        assert launch.result().returncode == 0, launch.result().stderr
+        text = (pathlib.Path(launch.out) / "runs" / "ppca" / "metrics.json").read_text()
+        runs.append(json.loads(text))
+    assert _without_timings(runs[0]) == _without_timings(runs[1])
+    assert runs[0]["em"]["test_loglik"] == runs[1]["em"]["test_loglik"]  # floats compared exactly, not rounded
 
 
 def test_unknown_override_is_rejected():
