@@ -27,3 +27,16 @@ def rng(request):
     import numpy as np
 
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def pytest_collection_finish(session):
+    """Start a module's slow subprocesses as soon as a selected test needs them (a module lists the
+    fixtures that wait for them in ``BACKGROUND_FIXTURES`` and starts them in ``start_background()``):
+    they then run beside the rest of the suite, which mostly keeps one core busy."""
+    started = set()
+    for item in session.items:
+        module = getattr(item, "module", None)
+        needs = getattr(module, "BACKGROUND_FIXTURES", set()) & set(getattr(item, "fixturenames", ()))
+        if needs and module not in started:
+            started.add(module)
+            module.start_background()
