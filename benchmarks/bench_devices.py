@@ -1,6 +1,7 @@
 """One device against four: the same jitted programs with their data split over a mesh, in one process.
 
-    python benchmarks/bench_devices.py                      # PPCA moments: n = 100,000, d = 784, float64
+    python benchmarks/bench_devices.py                      # PPCA moments (n = 100,000, d = 784, float64)
+                                                            # and the XOR study (18 cells x 10,000 seeds)
     python benchmarks/bench_devices.py --quick --dtype float32
 
 On a CPU, XLA is told to make 4 host devices (``--xla_force_host_platform_device_count=4``, set here
@@ -11,6 +12,9 @@ process, same data, interleaved repeats, median times), and the results are comp
 * PPCA moments (``lecture6.ppca.moments`` of a ``jax.Array``: mean and X^T X): rows split over the
   ``data`` axis; XLA computes each device's partial sums and one all-reduce. The one-off placement of
   the rows on the mesh is timed separately.
+* The XOR solvability study (``lecture6.study.make_study``, configs/xor.py, float32): its seeds split
+  over the ``runs`` axis; the runs are independent, so no collective at all. Compile and train are
+  timed apart, and every seed's verdict and final loss are compared with the one-device run.
 
 Host devices share the machine's cores (and one process's thread pool): on a 2-core CPU four of them
 cannot be faster than one; what this shows there is that the sharded program is correct and what the
@@ -33,7 +37,11 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from lecture6 import ppca, sharding  # noqa: E402
+from lecture6 import ppca, sharding, study  # noqa: E402
+from lecture6.data import xor  # noqa: E402
+from lecture6.rundir import load_config_file  # noqa: E402
+
+XOR_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "xor.py")
 
 
 def _median_seconds(fn, repeats):
@@ -73,11 +81,46 @@ def bench_ppca_moments(meshes, n, d, dtype, repeats):
     return rows
 
 
+def bench_study(devices, seeds, repeats):
+    """The study's one program on a ``runs`` mesh of 1 device and of all ``devices``: compile seconds,
+    median train seconds (interleaved repeats) and the largest difference from the 1-device run."""
+    config = load_config_file(XOR_CONFIG)
+    config.seeds = seeds
+    cells = [(a, w) for a in study.ACTIVATIONS for w in study.WIDTHS]
+    key = jax.random.key(config.seed)
+    meshes = {"1 device": devices[:1]}
+    if len(devices) > 1:
+        meshes[f"{len(devices)} devices"] = devices
+    rows, compiled, results = [], {}, {}
+    for label, devs in meshes.items():
+        program = study.make_study(config, cells, xor(), mesh=sharding.make_mesh(sharding.RUNS, devices=devs))
+        t0 = time.perf_counter()
+        compiled[label] = program.lower(key).compile()
+        rows.append({"label": label, "compile_s": time.perf_counter() - t0})
+    times = {label: [] for label in meshes}
+    for _ in range(repeats):
+        for label in meshes:
+            t0 = time.perf_counter()
+            out = jax.block_until_ready(compiled[label](key))
+            times[label].append(time.perf_counter() - t0)
+            results[label] = [np.asarray(a)[:, :seeds] for a in out]
+    ref = results["1 device"]
+    for row in rows:
+        got = results[row["label"]]
+        row["seconds"] = statistics.median(times[row["label"]])
+        row["same_verdicts"] = bool(np.array_equal(got[0], ref[0]) and np.array_equal(got[2], ref[2]))
+        row["max_loss_diff"] = float(np.max(np.abs(got[1].astype(np.float64) - ref[1])))
+    return rows, len(cells)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--quick", action="store_true", help="n = 20,000 rows (a quick check)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--study-seeds", type=int, default=None,
+                        help="seeds per study cell (default 10,000; 1,000 with --quick; 0 skips the study)")
+    parser.add_argument("--study-repeats", type=int, default=3)
     args = parser.parse_args()
     devices = jax.devices()
     k = min(4, len(devices))
@@ -97,6 +140,18 @@ def main() -> None:
     for r in rows:
         print(f"| {r['label']} | {r['place_s']:.3f} | {r['seconds']:.4f} | {base / r['seconds']:.2f}x | "
               f"{r['max_rel_diff']:.1e} |")
+    seeds = args.study_seeds if args.study_seeds is not None else (1_000 if args.quick else 10_000)
+    if seeds:
+        print(f"\nXOR study (configs/xor.py, float32), {seeds:,} seeds per cell, seeds split over the 'runs' "
+              f"axis; compile once, median of {args.study_repeats} interleaved training repeats\n")
+        rows, n_cells = bench_study(devices[:k], seeds, args.study_repeats)
+        base = rows[0]["seconds"]
+        print("| mesh | cells x seeds | compile s | train s | 1 device / this | verdicts as 1 device | "
+              "max final-loss diff |")
+        print("|---|---:|---:|---:|---:|---|---:|")
+        for r in rows:
+            print(f"| {r['label']} | {n_cells} x {seeds:,} | {r['compile_s']:.2f} | {r['seconds']:.2f} | "
+                  f"{base / r['seconds']:.2f}x | {'yes' if r['same_verdicts'] else 'NO'} | {r['max_loss_diff']:.1e} |")
     print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
