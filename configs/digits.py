@@ -6,6 +6,9 @@ scikit-learn, no download), by minibatch SGD (the slide's "for each epoch, for e
 
 What it should reach: about 96% test accuracy (20% of the 1797 images held out) after 60 epochs,
 every seed, in a few seconds on a 2-core CPU.
+
+On several devices the seeds are split over them; ``--config.data_parallel=True`` splits each
+minibatch of 32 over them instead (the device count must divide 32), the gradient summed across devices.
 """
 
 import pathlib
