@@ -33,6 +33,8 @@ def pytest_collection_finish(session):
     """Start a module's slow subprocesses as soon as a selected test needs them (a module lists the
     fixtures that wait for them in ``BACKGROUND_FIXTURES`` and starts them in ``start_background()``):
     they then run beside the rest of the suite, which mostly keeps one core busy."""
+    if session.config.option.collectonly:
+        return
     started = set()
     for item in session.items:
         module = getattr(item, "module", None)
