@@ -1,8 +1,7 @@
 """Checks that need several devices, run by tests/test_sharding.py in a subprocess (so the rest of the suite
 keeps one device): once as one process with 4 CPU devices, once under ``lecture6.launch`` as 2 processes
-x 2 devices. Process 0 writes what it computed to ``OUTDIR/results.npz`` (and, launched, the XOR run's
-workdir ``OUTDIR/xor``); the test compares it with references computed independently (NumPy, one device)
-in the test process.
+x 2 devices. Process 0 writes what it computed to ``OUTDIR/results.npz``; the test compares it with
+references computed independently (NumPy, one device) in the test process.
 
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_checks.py --outdir OUTDIR
     python -m lecture6.launch --processes 2 --devices-per-process 2 -- tests/multidevice_checks.py --outdir OUTDIR
@@ -23,9 +22,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 XOR_CONFIG = str(ROOT / "configs" / "xor.py")
 N_EVEN, N_ODD, D, Q = 200, 203, 6, 2
 
-# Training (XOR, float64). 5 seeds x 2 rates = 10 runs: the seeds-last layout, padded to 12 runs on 4
-# devices. The data-parallel runs: 5 runs (vmap layout) on a 2 x 2 mesh, padded to 6, the full batch of
-# 4 examples split 2 + 2. The study: one cell of 6 seeds (vmap layout), padded to 8.
+# Training (XOR, float64). 5 seeds x 2 rates = 10 runs: the seeds-last layout, padded to 12 runs on
+# 2 processes x 2 devices. The data-parallel runs: 5 runs (vmap layout) on a 2 x 2 mesh, padded to 6, the
+# full batch of 4 examples split 2 + 2. The study: one cell of 6 seeds (vmap layout), padded to 8.
 XOR_RUNS = {"seeds": 5, "lrs": (0.1, 0.5), "epochs": 40, "log_every": 10, "width": 3, "dtype": "float64",
             "progress_every": 20}
 DP_RUNS = {"seeds": 5, "lrs": (), "lr": 0.3, "epochs": 30, "log_every": 10, "width": 3, "dtype": "float64",
@@ -92,48 +91,45 @@ def ppca_checks(out):
     out.update(odd_mean=mean, odd_S=S)
 
 
-def training_checks(out, base, outdir):
-    """One process: every run's result, runs split (and progress lines), then data parallel. Several
-    processes: the XOR script's entry point writing its workdir, and the study's seeds."""
+def training_checks(out, base):
+    """One process: data-parallel runs on a 2 x 2 mesh, the mistakes refused, the study's seeds split.
+    Several processes: train_xor.py's runs split over both processes' devices, gathered, with progress."""
     import jax
     from jax.sharding import Mesh
 
-    from lecture6 import experiment, runs, sharding, study
+    from lecture6 import runs, sharding, study
     from lecture6.data import xor
 
-    cells = [(a, w) for a in STUDY["activations"] for w in STUDY["widths"]]
-    study_config = train_config(base, {**STUDY_CONFIG, "seeds": STUDY["seeds"]})
+    key = jax.random.key(base.seed)
     if jax.process_count() > 1:
-        lines = []
-        experiment.run_xor(train_config(base, XOR_RUNS), os.path.join(outdir, "xor"), log=lines.append)
-        out["xor_log"] = "\n".join(lines)
-        # xor_study.py's program: the seeds split over both processes' devices, gathered as solvability_study does
-        arrays = study.make_study(study_config, cells, xor())(jax.random.key(base.seed))
-        out["study_padded"] = arrays[0].shape[1]
-        for k, a in zip(("solved", "final_loss", "diverged"), arrays):
-            out[f"study_{k}"] = sharding.to_host(a)[:, :STUDY["seeds"]]
+        progress = []
+        xor_runs = runs.make_train_runs(train_config(base, XOR_RUNS), xor(), progress=lambda *a: progress.append(a),
+                                        progress_every=XOR_RUNS["progress_every"])
+        result, _ = runs.compile_and_run(xor_runs, key)  # what experiment.run_xor does before writing
+        out.update(result_arrays("xor", result), xor_progress=np.array(progress).reshape(-1, 5),
+                   xor_padded=xor_runs.seed.shape[0], xor_spec=str(xor_runs.seed.sharding.spec))
         return
-
-    progress = []
-    xor_runs = runs.make_train_runs(train_config(base, XOR_RUNS), xor(), progress=lambda *a: progress.append(a),
-                                    progress_every=XOR_RUNS["progress_every"])
-    result, _ = runs.compile_and_run(xor_runs, jax.random.key(base.seed))
-    out.update(result_arrays("xor", result), xor_progress=np.array(progress), xor_padded=xor_runs.seed.shape[0],
-               xor_spec=str(xor_runs.seed.sharding.spec))
 
     mesh = Mesh(sharding.make_mesh().devices.reshape(2, 2), (sharding.RUNS, sharding.DATA))
     dp_runs = runs.make_train_runs(train_config(base, DP_RUNS), xor(), mesh=mesh)
-    out.update(result_arrays("dp", dp_runs.gather(dp_runs.train(jax.random.key(base.seed), dp_runs.seed,
-                                                                 dp_runs.lr))),
+    out.update(result_arrays("dp", dp_runs.gather(dp_runs.train(key, dp_runs.seed, dp_runs.lr))),
                dp_layout=dp_runs.layout, dp_padded=dp_runs.seed.shape[0])
+    compiled = dp_runs.train.lower(key, dp_runs.seed, dp_runs.lr).compile().as_text()
+    out["dp_all_reduce"] = "all-reduce" in compiled  # the gradient's parts are summed over the data axis
     for name, fields in (("dp_refusal", {"batch_size": 3}), ("dp_seeds_last_refusal", {"layout": "seeds_last"})):
         try:  # refused while the program is built, before anything is compiled
             runs.make_train_runs(train_config(base, {**DP_RUNS, **fields}), xor(), mesh=mesh)
             out[name] = ""
         except ValueError as exc:
             out[name] = str(exc)
-    compiled = dp_runs.train.lower(jax.random.key(base.seed), dp_runs.seed, dp_runs.lr).compile().as_text()
-    out["dp_all_reduce"] = "all-reduce" in compiled  # the gradient's parts are summed over the data axis
+
+    # xor_study.py's program, its seeds split over the 4 devices and taken back as solvability_study does
+    cells = [(a, w) for a in STUDY["activations"] for w in STUDY["widths"]]
+    study_config = train_config(base, {**STUDY_CONFIG, "seeds": STUDY["seeds"]})
+    arrays = study.make_study(study_config, cells, xor())(key)
+    out["study_padded"] = arrays[0].shape[1]
+    for k, a in zip(("solved", "final_loss", "diverged"), arrays):
+        out[f"study_{k}"] = sharding.to_host(a)[:, :STUDY["seeds"]]
 
 
 def main(argv):
@@ -142,20 +138,17 @@ def main(argv):
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_numpy_rank_promotion", "raise")
 
-    from lecture6 import distributed
+    from lecture6 import rundir
 
-    outdir = _OUTDIR.value
     out = {"process_count": jax.process_count(), "device_count": jax.device_count(),
-           "local_device_count": jax.local_device_count()}
+           "local_device_count": jax.local_device_count(), "written_by": jax.process_index()}
     ppca_checks(out)
-    training_checks(out, _CONFIG.value, outdir)
+    training_checks(out, _CONFIG.value)
 
-    # Every value is replicated or gathered, so any process may read it; process 0 alone writes.
-    if distributed.is_writer():
-        os.makedirs(outdir, exist_ok=True)
-        values = {k: np.asarray(v) for k, v in out.items()}
-        np.savez(os.path.join(outdir, ".results.tmp.npz"), **values)
-        os.replace(os.path.join(outdir, ".results.tmp.npz"), os.path.join(outdir, "results.npz"))
+    # Every value is replicated or gathered, so any process may write it; as in every script, the
+    # workdir is process 0's (the others write into a scratch directory that is removed).
+    with rundir.atomic_workdir(_OUTDIR.value) as tmp:
+        np.savez(os.path.join(tmp, "results.npz"), **{k: np.asarray(v) for k, v in out.items()})
 
 
 if __name__ == "__main__":

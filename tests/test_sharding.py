@@ -10,7 +10,6 @@ device.
 """
 
 import atexit
-import json
 import os
 import pathlib
 import shutil
@@ -38,7 +37,12 @@ TOL = 1e-12  # float64: the sharded sums differ from one device's only in the or
 # Data parallel, float64: each step's gradient sums the examples' parts in another order (per device,
 # then across), ~1e-16 relative; 30 steps of a well-conditioned XOR net keep it far below this.
 DP_TOL = 1e-12
-CHECKS_TIMEOUT = 300  # seconds, for each background run
+CHECKS_TIMEOUT = 300  # seconds to wait for a background run once a test needs it
+# The background runs yield the CPU to the tests in the foreground (nice): they use the core the suite
+# leaves idle, and until a test waits for them they may be starved for minutes, hence the long limits
+# on the whole launch and on its processes joining one another.
+NICE = 10
+LAUNCH_TIMEOUT, JOIN_TIMEOUT = 1200, 600
 XOR_CONFIG = rundir.load_config_file(checks.XOR_CONFIG)
 
 
@@ -71,11 +75,13 @@ def start_background() -> None:
     commands = {
         "four_devices": ([sys.executable, CHECKS], _env(XLA_FLAGS="--xla_force_host_platform_device_count=4")),
         "two_processes": ([sys.executable, "-m", "lecture6.launch", "--processes", "2", "--devices-per-process",
-                           "2", "--timeout", str(CHECKS_TIMEOUT - 20), "--", CHECKS], _env()),
+                           "2", "--timeout", str(LAUNCH_TIMEOUT), "--", CHECKS],
+                          _env(LECTURE6_INIT_TIMEOUT=str(JOIN_TIMEOUT))),
     }
     for name, (command, env) in commands.items():
         log = open(root / f"{name}.log", "w")  # noqa: SIM115 (closed by _finish or _stop_background)
-        p = subprocess.Popen([*command, "--outdir", str(root / name)], cwd=ROOT, env=env, stdout=log,
+        nice = ["nice", "-n", str(NICE)] if shutil.which("nice") else []
+        p = subprocess.Popen([*nice, *command, "--outdir", str(root / name)], cwd=ROOT, env=env, stdout=log,
                              stderr=subprocess.STDOUT)
         _RUNS[name] = (p, root / name, log)
 
@@ -116,9 +122,10 @@ def four_devices():
 @pytest.fixture(scope="module")
 def two_processes():
     out = _finish("two_processes")
-    # process 0 alone wrote (results and the XOR workdir), and nothing temporary is left
-    assert sorted(os.listdir(out)) == ["results.npz", "xor"]
-    return dict(np.load(out / "results.npz"), xor_workdir=out / "xor")
+    assert os.listdir(out) == ["results.npz"]  # nothing temporary is left
+    results = dict(np.load(out / "results.npz"))
+    assert int(results["written_by"]) == 0  # the workdir is process 0's (rundir.atomic_workdir)
+    return results
 
 
 @pytest.fixture(scope="module", params=["four_devices", "two_processes"])
@@ -201,19 +208,21 @@ def train_reference():
             "study": [np.asarray(a) for a in S.make_study(study_config, cells, xor())(key)]}
 
 
-def test_training_runs_split_over_devices_equal_one_device_bitwise(four_devices, train_reference):
-    """10 runs (seeds-last layout) on 4 devices, padded to 12: every run's parameters, history and
-    verdicts are the one-device run's, bit for bit (runs are independent: no sum crosses devices)."""
-    got, ref = four_devices, checks.result_arrays("xor", train_reference["xor"])
+def test_training_runs_split_over_processes_equal_one_device_bitwise(two_processes, train_reference):
+    """train_xor.py's program as 2 processes x 2 devices: 10 runs (seeds-last layout) padded to 12; every
+    run's parameters, history and verdicts, gathered from both processes, are the one-device run's, bit
+    for bit (runs are independent: no sum crosses devices)."""
+    got, ref = two_processes, checks.result_arrays("xor", train_reference["xor"])
     assert int(got["xor_padded"]) == 12 and "runs" in str(got["xor_spec"])
     assert not got["xor_diverged"].any()  # the padding runs (NaN weights) are not among the results
     for k, value in ref.items():
         np.testing.assert_array_equal(got[k], value, err_msg=k)
 
 
-def test_progress_lines_come_once_from_the_split_runs(four_devices, train_reference):
-    """One line per due epoch (not one per device), the means over the 10 real runs, not the padding."""
-    got, ref = four_devices["xor_progress"], train_reference["xor_progress"]
+def test_progress_lines_come_once_from_the_split_runs(two_processes, train_reference):
+    """One line per due epoch from process 0 (not one per device or process), the means over the 10
+    real runs, not the padding."""
+    got, ref = two_processes["xor_progress"], train_reference["xor_progress"]
     assert got.shape == ref.shape == (2, 5)
     np.testing.assert_array_equal(got[:, [0, 2, 3]], ref[:, [0, 2, 3]])  # epoch, finite runs, solved
     np.testing.assert_allclose(got[:, [1, 4]], ref[:, [1, 4]], rtol=TOL)  # means: sums in another order
@@ -240,34 +249,11 @@ def test_training_mistakes_on_a_mesh_are_named(four_devices):
         R.make_train_runs(_config({"data_parallel": "yes"}), xor())
 
 
-def test_train_xor_under_the_launcher_writes_the_one_process_numbers(two_processes, train_reference):
-    """train_xor.py's entry point as 2 processes x 2 devices: process 0 alone writes the workdir, and its
-    numbers are those of the runs on one device (the runs gathered from both processes, in order)."""
-    ref, workdir = train_reference["xor"], two_processes["xor_workdir"]
-    summary = json.loads((workdir / "summary.json").read_text())
-    ok = ~ref.diverged
-    best = int(np.argmin(np.where(ok, ref.final_loss, np.inf)))
-    assert summary["runs"] == 10 and summary["diverged"] == int(ref.diverged.sum())
-    assert summary["success_rate"] == float(np.mean(ref.solved))
-    assert summary["final_loss_median"] == float(np.median(ref.final_loss[ok]))
-    assert summary["best_run"] == best
-    assert [r["success_rate"] for r in summary["per_lr"]] == [float(np.mean(ref.solved[:5])),
-                                                              float(np.mean(ref.solved[5:]))]
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert rows == json.loads(json.dumps(R.aggregate_history(ref)))
-    params = np.load(workdir / "params.npz")
-    for i, layer in enumerate(ref.params, start=1):
-        np.testing.assert_array_equal(params[f"W{i}"], layer["W"][best])
-        np.testing.assert_array_equal(params[f"b{i}"], layer["b"][best])
-    log = str(two_processes["xor_log"])
-    assert "over 4 devices" in log and log.count("epoch ") == 2  # progress from one process, once
-
-
-def test_study_seeds_split_over_processes_equal_one_device_bitwise(two_processes, train_reference):
-    """xor_study.py's program as 2 processes x 2 devices: 6 seeds padded to 8, gathered from both."""
-    assert int(two_processes["study_padded"]) == 8
+def test_study_seeds_split_over_devices_equal_one_device_bitwise(four_devices, train_reference):
+    """xor_study.py's program on 4 devices: 6 seeds padded to 8, every seed's result as on one device."""
+    assert int(four_devices["study_padded"]) == 8
     for k, value in zip(("solved", "final_loss", "diverged"), train_reference["study"]):
-        np.testing.assert_array_equal(two_processes[f"study_{k}"], value, err_msg=k)
+        np.testing.assert_array_equal(four_devices[f"study_{k}"], value, err_msg=k)
 
 
 def test_only_process_0_writes_the_workdir(tmp_path, monkeypatch):
