@@ -41,7 +41,7 @@ from lecture6.activations import ACTIVATIONS
 from lecture6.backprop import value_and_backprop
 from lecture6.losses import LOSSES, get_loss
 from lecture6.mlp import INITS, forward, init_std
-from lecture6.sharding import DATA, check_divides
+from lecture6.sharding import DATA
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 GRADS = ("autodiff", "hand")
@@ -337,7 +337,11 @@ def _minibatch_split(mesh, B: int):
     """The sharding of a ``(B, ...)`` minibatch split over ``mesh``'s ``data`` axis, or ``None``."""
     if mesh is None or mesh.shape.get(DATA, 1) == 1:
         return None
-    check_divides(B, mesh, DATA, f"config.batch_size: a minibatch of {B} examples")
+    size = mesh.shape[DATA]
+    if B % size:
+        lower, upper = B - B % size, B - B % size + size
+        raise _bad("batch_size", B, f"a multiple of the {size} devices of mesh axis {DATA!r} that each minibatch "
+                                    f"is split over (config.data_parallel), e.g. {lower or upper} or {upper}")
     return NamedSharding(mesh, P(DATA))
 
 
