@@ -86,15 +86,19 @@ def start_background() -> None:
         _RUNS[name] = (p, root / name, log)
 
 
+def _stop(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)  # the launcher passes it on to its processes
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def _stop_background(root: pathlib.Path) -> None:
     for p, _, log in _RUNS.values():
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)  # the launcher passes it on to its processes
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        _stop(p)
         log.close()
     shutil.rmtree(root, ignore_errors=True)
 
@@ -106,8 +110,7 @@ def _finish(name: str) -> pathlib.Path:
     try:
         p.wait(timeout=CHECKS_TIMEOUT)
     except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
+        _stop(p)
     log.flush()
     text = (outdir.parent / f"{name}.log").read_text()
     assert p.returncode == 0, f"{name} exited with {p.returncode}:\n{text[-6000:]}"
