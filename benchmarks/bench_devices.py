@@ -38,7 +38,11 @@ jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import Section, add_record_flag, times  # noqa: E402
 
-from lecture6 import ppca, sharding  # noqa: E402
+from lecture6 import ppca, sharding, study  # noqa: E402
+from lecture6.data import xor  # noqa: E402
+from lecture6.rundir import load_config_file  # noqa: E402
+
+XOR_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "xor.py")
 
 
 def _median_seconds(fn, repeats):
@@ -78,11 +82,46 @@ def bench_ppca_moments(meshes, n, d, dtype, repeats):
     return rows
 
 
+def bench_study(devices, seeds, repeats):
+    """The study's one program on a ``runs`` mesh of 1 device and of all ``devices``: compile seconds,
+    median train seconds (interleaved repeats) and the largest difference from the 1-device run."""
+    config = load_config_file(XOR_CONFIG)
+    config.seeds = seeds
+    cells = [(a, w) for a in study.ACTIVATIONS for w in study.WIDTHS]
+    key = jax.random.key(config.seed)
+    meshes = {"1 device": devices[:1]}
+    if len(devices) > 1:
+        meshes[f"{len(devices)} devices"] = devices
+    rows, compiled, results = [], {}, {}
+    for label, devs in meshes.items():
+        program = study.make_study(config, cells, xor(), mesh=sharding.make_mesh(sharding.RUNS, devices=devs))
+        t0 = time.perf_counter()
+        compiled[label] = program.lower(key).compile()
+        rows.append({"label": label, "compile_s": time.perf_counter() - t0})
+    times = {label: [] for label in meshes}
+    for _ in range(repeats):
+        for label in meshes:
+            t0 = time.perf_counter()
+            out = jax.block_until_ready(compiled[label](key))
+            times[label].append(time.perf_counter() - t0)
+            results[label] = [np.asarray(a)[:, :seeds] for a in out]
+    ref = results["1 device"]
+    for row in rows:
+        got = results[row["label"]]
+        row["seconds"] = statistics.median(times[row["label"]])
+        row["same_verdicts"] = bool(np.array_equal(got[0], ref[0]) and np.array_equal(got[2], ref[2]))
+        row["max_loss_diff"] = float(np.max(np.abs(got[1].astype(np.float64) - ref[1])))
+    return rows, len(cells)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--quick", action="store_true", help="n = 20,000 rows (a quick check)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--study-seeds", type=int, default=None,
+                        help="seeds per study cell (default 10,000; 1,000 with --quick; 0 skips the study)")
+    parser.add_argument("--study-repeats", type=int, default=3)
     add_record_flag(parser)
     args = parser.parse_args()
     with Section("devices", "One device against four (`benchmarks/bench_devices.py`)", record=args.record) as sec:
@@ -112,6 +151,7 @@ def run(sec, args) -> None:
     if len(rows) < 2:
         sec.note("Only one device: nothing to compare.")
         return
+    study_rows(sec, args, devices[:k])
     speedup = sec.figure("speedup", times(base / rows[-1]["seconds"], 3),
                          f"PPCA moments, 1 device / {k} devices, seconds (median)")
     diff = sec.figure("max_rel_diff", f"{rows[-1]['max_rel_diff']:.1e}",
@@ -125,6 +165,32 @@ def run(sec, args) -> None:
                  "routes side by side.)")
     else:
         sec.note(f"1 device / {k} devices: {speedup}; the sharded result agrees with one device to {diff}.")
+
+
+def study_rows(sec, args, devices) -> None:
+    """The XOR study's one program on 1 device and on all ``devices``: times, and whether every seed's
+    verdict and final loss are the 1-device ones."""
+    seeds = args.study_seeds if args.study_seeds is not None else (1_000 if args.quick else 10_000)
+    if not seeds:
+        return
+    print(f"\nXOR study (configs/xor.py, float32), {seeds:,} seeds per cell, seeds split over the 'runs' "
+          f"axis; compile once, median of {args.study_repeats} interleaved training repeats\n")
+    rows, n_cells = bench_study(devices, seeds, args.study_repeats)
+    base = rows[0]["seconds"]
+    print("| mesh | cells x seeds | compile s | train s | 1 device / this | verdicts as 1 device | "
+          "max final-loss diff |")
+    print("|---|---:|---:|---:|---:|---|---:|")
+    for r in rows:
+        print(f"| {r['label']} | {n_cells} x {seeds:,} | {r['compile_s']:.2f} | {r['seconds']:.2f} | "
+              f"{base / r['seconds']:.2f}x | {'yes' if r['same_verdicts'] else 'NO'} | {r['max_loss_diff']:.1e} |")
+    k = len(devices)
+    ratio = sec.figure("study_ratio", times(base / rows[-1]["seconds"], 2),
+                       f"XOR study training, 1 device / {k} devices, seconds (median)")
+    same = sec.figure("study_same", "yes" if all(r["same_verdicts"] and r["max_loss_diff"] == 0 for r in rows)
+                      else "no", f"every seed's verdict and final loss on {k} devices equal to 1 device's")
+    sec.note(f"XOR study, {n_cells} cells x {seeds:,} seeds: 1 device / {k} devices = {ratio}; every seed the same "
+             f"as on one device: {same}. On a CPU the {k} virtual devices share its cores, so a ratio above 1 is "
+             "not extra compute: the split program is a different schedule of the same work.")
 
 
 if __name__ == "__main__":

@@ -32,4 +32,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.log_every = 10  # epochs between history records
     c.layout = "auto"  # how the runs sit side by side: "vmap", "seeds_last" or "auto"
     c.progress_every = 500  # epochs between progress lines (0: none)
+    # Several devices: the runs are split over them; True splits each minibatch over them instead.
+    c.data_parallel = False
     return c

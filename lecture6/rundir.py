@@ -4,7 +4,10 @@ is replaced whole.
 A script reads like Flax's ``main.py``: flags (``--config`` a Python config file, locked, so that a
 mistyped ``--config.<field>`` is an error; ``--workdir``), then one call into :mod:`lecture6.experiment`.
 ``run(main)`` is ``absl.app.run(main)`` that turns a bad flag, an unknown field, a missing config file or
-a bad value into one line on stderr and a non-zero exit, instead of a traceback.
+a bad value into one line on stderr and a non-zero exit, instead of a traceback. It first joins the
+other processes of the run, if any (:func:`lecture6.distributed.initialize`: under ``python -m
+lecture6.launch`` or on a cluster), so every script runs unchanged as one process or many; then
+:func:`atomic_workdir` writes in process 0 only.
 """
 
 from __future__ import annotations
@@ -76,9 +79,14 @@ def run(main: Callable[[list[str]], None], default_config: str) -> None:
     from lecture6.runs import TrainingDiverged
 
     def checked_main(argv):
+        from lecture6 import distributed
+
         logging.set_verbosity(logging.WARNING)  # keep JAX's backend INFO lines out of the progress output
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        distributed.initialize()  # before any JAX computation; does nothing outside a launch or cluster
+        if not distributed.is_writer():  # one log, process 0's; errors still reach stderr
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
         try:
             main(argv)
         except (ValueError, TrainingDiverged) as exc:
@@ -129,7 +137,19 @@ def atomic_workdir(workdir: str):
     directory is swapped in with one system call (``exchange``), and only then is the old one deleted.
     On an exception the temporary directory is removed and ``workdir`` is left as it was. (Where the
     system cannot swap directories, the old one is renamed aside just before the new one is renamed in.)
+
+    With several processes (:mod:`lecture6.distributed`) only process 0 writes ``workdir``: the others
+    get a private temporary directory that is deleted when the block ends, so they run the same code.
     """
+    from lecture6 import distributed
+
+    if not distributed.is_writer():
+        scratch = tempfile.mkdtemp(prefix="lecture6-not-written-")
+        try:
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     workdir = os.path.abspath(workdir)
     parent, name = os.path.split(workdir)
     os.makedirs(parent, exist_ok=True)

@@ -8,6 +8,18 @@ result -- with aggregate progress lines every few epochs. For small full-batch n
 
     runs = make_train_runs(config, data)
     result = runs.train(jax.random.key(config.seed), runs.seed, runs.lr)   # TrainResult, leading axis R
+    host = runs.gather(result)                                               # NumPy, the R runs
+
+More devices, same program. When more than one device is visible (every device of every process,
+:func:`lecture6.distributed.initialize`), or a mesh is passed, the runs are split over the mesh's ``runs``
+axis: ``runs.seed`` and ``runs.lr`` are placed with ``NamedSharding(mesh, P("runs"))``, the program runs
+each device's runs where they sit (runs are independent: no collective but the progress lines' sums), and
+every field of the result keeps that layout until :meth:`Runs.gather` brings it to the host (from every
+process). A run count that the devices do not divide is padded with runs of seed index
+``config.seeds``, whose weights are NaN (:func:`lecture6.train.init_params`): they are flagged diverged,
+left out of the progress lines, and dropped by :meth:`Runs.gather`. With ``config.data_parallel`` the
+devices make a ``data`` axis instead, and each minibatch is split over it
+(:func:`lecture6.train.make_program`).
 """
 
 from __future__ import annotations
@@ -20,8 +32,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from lecture6 import train_seeds_last
+from lecture6 import sharding, train_seeds_last
 from lecture6.train import Program, TrainResult, check_config, draw_network, make_program, prepare_data
 
 # `python benchmarks/bench_train.py --sweep` (2-core x86_64 CPU, float32 XOR, benchmarks/RESULTS.md): the
@@ -50,13 +64,32 @@ class TrainingDiverged(RuntimeError):
 
 
 class Runs(NamedTuple):
-    """Every run of a config, ready to compile: ``train(key, seed, lr)`` with ``seed``, ``lr`` ``(R,)``."""
+    """Every run of a config, ready to compile: ``train(key, seed, lr)`` with ``seed``, ``lr`` ``(R,)``.
+
+    On a mesh ``seed`` and ``lr`` are ``jax.Array`` s split over its ``runs`` axis and padded to ``R_pad``
+    runs (a multiple of the axis size; see the module docstring); ``count`` is the number of real runs.
+    """
 
     train: Callable  # jitted; returns a TrainResult whose fields have a leading run axis
-    seed: np.ndarray  # (R,) seed index of each run
-    lr: np.ndarray  # (R,) learning rate of each run
+    seed: np.ndarray | jax.Array  # (R_pad,) seed index of each run (config.seeds: a padding run)
+    lr: np.ndarray | jax.Array  # (R_pad,) learning rate of each run
     layout: str  # "vmap" or "seeds_last"
     steps: int  # minibatch steps per run
+    count: int | None = None  # R, the real runs (None: all of seed)
+    mesh: Mesh | None = None  # the mesh the runs are split over (None: one device)
+
+    def gather(self, result) -> TrainResult:
+        """``result`` of ``train`` as NumPy arrays on the host, the ``count`` real runs only.
+
+        A result split over devices of several processes is gathered from all of them (every process
+        gets the whole result); call it where host values are needed, on every process alike.
+        """
+        count = self.count if self.count is not None else int(np.shape(self.seed)[0])
+        out = {}
+        for field, value in result._asdict().items():
+            host = jax.tree.map(sharding.to_host, value)
+            out[field] = host if field == "epochs" else jax.tree.map(lambda a: a[:count], host)
+        return TrainResult(**out)
 
 
 def run_grid(config) -> tuple[np.ndarray, np.ndarray]:
@@ -67,28 +100,66 @@ def run_grid(config) -> tuple[np.ndarray, np.ndarray]:
 
 
 def choose_layout(config, X, Y) -> str:
-    """``config.layout``, or for ``"auto"`` the faster one measured (see the thresholds above)."""
+    """``config.layout``, or for ``"auto"`` the faster one measured (see the thresholds above); ``"vmap"``
+    with ``config.data_parallel``."""
     if config.layout != "auto":
         return config.layout
     runs = config.seeds * max(1, len(config.lrs))
     sizes = (X.shape[1],) + (config.width,) * config.depth + (Y.shape[1],)
     products = X.shape[0] * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     fits = config.loss == "mse" and config.grad == "autodiff" and config.batch_size >= X.shape[0]
+    fits = fits and not config.get("data_parallel", False)  # examples split over devices: the vmap layout
     return "seeds_last" if fits and runs >= SEEDS_LAST_MIN_RUNS and products <= SEEDS_LAST_MAX_PRODUCTS else "vmap"
 
 
-def program_over_runs(config, data, layout: str, *, sigma=None) -> Program:
+def program_over_runs(config, data, layout: str, *, sigma=None, mesh: Mesh | None = None) -> Program:
     """:func:`lecture6.train.make_program`'s pieces over all runs at once: ``init(params, order_key, lr)``
     with a leading run axis ``R`` on each, ``vmap``-ed (``layout="vmap"``) or written over the runs
-    (``"seeds_last"``, :mod:`lecture6.train_seeds_last`; there ``sigma`` sees every run's ``z``)."""
+    (``"seeds_last"``, :mod:`lecture6.train_seeds_last`; there ``sigma`` sees every run's ``z``).
+
+    ``mesh`` (from :func:`runs_mesh`): under ``vmap`` the runs axis is pinned to the mesh's ``runs`` axis
+    (``spmd_axis_name``) and, with ``config.data_parallel``, each minibatch is split over ``data``."""
     if layout == "seeds_last":
+        if mesh is not None and mesh.shape.get(sharding.DATA, 1) > 1:
+            raise ValueError(f"a mesh with a {sharding.DATA!r} axis of {mesh.shape[sharding.DATA]} devices "
+                             "(config.data_parallel) splits each minibatch, which the seeds-last layout does "
+                             "not have; use config.layout = 'vmap'")
         return train_seeds_last.make_program(config, data, sigma=sigma)
-    p = make_program(config, data, sigma=sigma)
-    return p._replace(init=jax.vmap(p.init), epochs=jax.vmap(p.epochs, in_axes=(0, None)),
-                      finish=jax.vmap(p.finish, out_axes=TrainResult(*[0] * 10)._replace(epochs=None)))
+    p = make_program(config, data, sigma=sigma, mesh=mesh)
+    spmd = {} if mesh is None else {"spmd_axis_name": sharding.RUNS}
+    return p._replace(init=jax.vmap(p.init, **spmd), epochs=jax.vmap(p.epochs, in_axes=(0, None), **spmd),
+                      finish=jax.vmap(p.finish, out_axes=TrainResult(*[0] * 10)._replace(epochs=None), **spmd))
 
 
-def make_train_runs(config, data, *, progress: Callable | None = None, progress_every: int = 0) -> Runs:
+def runs_mesh(config=None, mesh: Mesh | None = None) -> Mesh | None:
+    """The mesh that training runs are split over, or ``None`` for one device.
+
+    ``mesh`` as given (it must have a ``runs`` axis; a ``data`` axis is optional), else, when more than
+    one device is visible, a 2-D mesh ``(runs, data)`` over every device of every process:
+    ``(devices, 1)``, or ``(1, devices)`` with ``config.data_parallel``.
+    """
+    if mesh is not None:
+        if sharding.RUNS not in mesh.shape:
+            raise ValueError(f"the mesh has axes {tuple(mesh.shape)}; training runs need a {sharding.RUNS!r} axis")
+        return mesh
+    if jax.device_count() == 1:
+        return None
+    devices = sharding.make_mesh(sharding.RUNS).devices
+    shape = (1, devices.size) if config is not None and config.get("data_parallel", False) else (devices.size, 1)
+    return Mesh(devices.reshape(shape), (sharding.RUNS, sharding.DATA))
+
+
+def pad_runs(seed: np.ndarray, lr: np.ndarray, seeds: int, mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """``(seed, lr)`` padded to a multiple of the mesh's ``runs`` axis with runs of seed index ``seeds``
+    (NaN weights, flagged diverged) at the first rate."""
+    n_pad = sharding.padded_count(seed.size, mesh, sharding.RUNS)
+    extra = n_pad - seed.size
+    return (np.concatenate([seed, np.full(extra, seeds, seed.dtype)]),
+            np.concatenate([lr, np.full(extra, lr[0], lr.dtype)]))
+
+
+def make_train_runs(config, data, *, progress: Callable | None = None, progress_every: int = 0,
+                    mesh: Mesh | None = None) -> Runs:
     """Every run of ``config`` (seeds x learning rates) as one jitted program; see the module docstring.
 
     Args:
@@ -97,6 +168,8 @@ def make_train_runs(config, data, *, progress: Callable | None = None, progress_
       progress: optional host function ``progress(epoch, mean_loss, n_finite, solved_fraction,
         mean_accuracy)`` called from inside the compiled run every ``progress_every`` epochs and at the
         end, with aggregates over the runs whose loss is still finite.
+      mesh: a mesh with a ``runs`` axis to split the runs over (see the module docstring); default: every
+        device when there are several (:func:`runs_mesh`), none on one device.
 
     Calls with keys of the same kind reuse the compiled program (``runs.train._cache_size()`` stays 1).
     """
@@ -104,7 +177,9 @@ def make_train_runs(config, data, *, progress: Callable | None = None, progress_
     X, Y = prepare_data(data, config)
     layout = choose_layout(config, X, Y)
     seed, lr = run_grid(config)
-    p = program_over_runs(config, (X, Y), layout)
+    count = seed.size
+    mesh = runs_mesh(config, mesh)
+    p = program_over_runs(config, (X, Y), layout, mesh=mesh)
     every = max(1, progress_every // config.log_every) if progress_every else p.n_log
 
     def train_runs(key, seed, lr):
@@ -112,7 +187,7 @@ def make_train_runs(config, data, *, progress: Callable | None = None, progress_
             state, (loss, acc) = p.epochs(state, j)
             if progress is not None:
                 due = ((j + 1) % every == 0) | (j + 1 == p.n_log)
-                report(progress, (j + 1) * config.log_every, due, state.finite, loss, acc)
+                report(progress, (j + 1) * config.log_every, due, state.finite, loss, acc, count=count)
             return state, (loss, acc)
 
         params, order_key = jax.vmap(lambda s: draw_network(key, s, config, p.sizes, minibatches=p.minibatches))(seed)
@@ -120,17 +195,24 @@ def make_train_runs(config, data, *, progress: Callable | None = None, progress_
         return p.finish(state, loss.T, acc.T, seed, lr)
 
     options = seeds_last_compiler_options() if layout == "seeds_last" else None
-    return Runs(jax.jit(train_runs, compiler_options=options), seed, lr, layout, p.steps)
+    if mesh is None:
+        return Runs(jax.jit(train_runs, compiler_options=options), seed, lr, layout, p.steps, count)
+    seed, lr = sharding.shard_leading(pad_runs(seed, lr, config.seeds, mesh), mesh, axis=sharding.RUNS)
+    split, whole = NamedSharding(mesh, P(sharding.RUNS)), NamedSharding(mesh, P())
+    out = TrainResult(*[split] * 10)._replace(epochs=whole)
+    train = jax.jit(train_runs, in_shardings=(whole, split, split), out_shardings=out, compiler_options=options)
+    return Runs(train, seed, lr, layout, p.steps, count, mesh)
 
 
-def report(progress: Callable, epoch, due, finite, loss, acc) -> None:
+def report(progress: Callable, epoch, due, finite, loss, acc, *, count: int | None = None) -> None:
     """Send ``progress(epoch, mean loss, finite runs, solved fraction, mean accuracy)`` to the host when
-    ``due`` or at the last epoch; the means are over the runs whose loss is finite so far."""
+    ``due`` or at the last epoch; the means are over the runs whose loss is finite so far, the solved
+    fraction over the first ``count`` runs (default: all; padding runs are never finite)."""
     ok = finite & jnp.isfinite(loss)
     n_ok = jnp.sum(ok)
     mean_loss = jnp.sum(jnp.where(ok, loss, 0.0)) / jnp.maximum(n_ok, 1)
     mean_acc = jnp.sum(jnp.where(ok, acc, 0.0)) / jnp.maximum(n_ok, 1)
-    solved = jnp.mean(jnp.where(ok, acc == 1.0, False).astype(loss.dtype))
+    solved = jnp.sum(jnp.where(ok, acc == 1.0, False).astype(loss.dtype)) / (count or loss.shape[0])
 
     def send(epoch, mean_loss, n_ok, solved, mean_acc):
         progress(int(epoch), float(mean_loss), int(n_ok), float(solved), float(mean_acc))
@@ -139,19 +221,22 @@ def report(progress: Callable, epoch, due, finite, loss, acc) -> None:
 
 
 def compile_and_run(runs: Runs, key, log: Callable[[str], None] | None = None) -> tuple[TrainResult, dict]:
-    """Compile ``runs.train`` ahead of time (``log`` says how long), run it once; returns the result and
-    the timings: ``compile_seconds``, ``train_seconds``, ``seed_steps_per_second``, ..."""
+    """Compile ``runs.train`` ahead of time (``log`` says how long), run it once; returns the result on
+    the host (:meth:`Runs.gather`: NumPy arrays, the real runs) and the timings: ``compile_seconds``,
+    ``train_seconds``, ``seed_steps_per_second``, ..."""
+    count = runs.count if runs.count is not None else int(np.shape(runs.seed)[0])
+    devices = "" if runs.mesh is None else f" over {runs.mesh.devices.size} devices {dict(runs.mesh.shape)}"
     t0 = time.perf_counter()
     compiled = runs.train.lower(key, runs.seed, runs.lr).compile()
     compile_s = time.perf_counter() - t0
     if log is not None:
-        log(f"compiled in {compile_s:.2f} s ({runs.seed.size} runs, layout {runs.layout}); training ...")
+        log(f"compiled in {compile_s:.2f} s ({count} runs, layout {runs.layout}{devices}); training ...")
     t0 = time.perf_counter()
     result = jax.block_until_ready(compiled(key, runs.seed, runs.lr))
     jax.effects_barrier()  # every progress line printed
     train_s = time.perf_counter() - t0
-    return result, {"compile_seconds": compile_s, "train_seconds": train_s, "steps_per_seed": runs.steps,
-                    "seed_steps_per_second": runs.seed.size * runs.steps / train_s, "layout": runs.layout}
+    return runs.gather(result), {"compile_seconds": compile_s, "train_seconds": train_s, "steps_per_seed": runs.steps,
+                                 "seed_steps_per_second": count * runs.steps / train_s, "layout": runs.layout}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ What lives here
 * :func:`process_rows` and :func:`rows_from_processes`: with several processes
   (:mod:`lecture6.distributed`), each process reads only its own block of rows, and
   ``jax.make_array_from_process_local_data`` joins the blocks into one global array.
-* :func:`shard_leading`: split the leading axis of every leaf of a pytree (training runs: keys and
-  learning rates) over a ``runs`` axis.
+* :func:`shard_leading`: split the leading axis of every leaf of a pytree (training runs: seeds and
+  learning rates) over a ``runs`` axis (:mod:`lecture6.runs`).
+* :func:`to_host`: an array as NumPy on the host, gathered from every process when it is split over
+  several (what a caller does where it needs host values, and only there).
 * PPCA on padded rows: :func:`ppca_moments`, :func:`fit_ppca`, :func:`ppca_mean_log_likelihood`,
   each with an optional ``mask``; without one they are :mod:`lecture6.ppca`'s own functions.
 
@@ -197,6 +199,19 @@ def shard_leading(tree, mesh: Mesh | None = None, *, axis: str = RUNS):
         return _place(leaf, sharding)
 
     return jax.tree_util.tree_map(place, tree)
+
+
+def to_host(x) -> np.ndarray:
+    """``x`` as a NumPy array on the host. A ``jax.Array`` split over the devices of several processes is
+    gathered from all of them (``multihost_utils.process_allgather``: a collective, so every process
+    must call it); anything else is copied as it is."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        if x.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
 
 
 # ----------------------------------------------------------------------------------------------------

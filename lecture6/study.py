@@ -32,13 +32,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
+from jax.sharding import NamedSharding, PartitionSpec
 from scipy import stats
 
-from lecture6 import plots
+from lecture6 import plots, sharding
 from lecture6.activations import get_activation
 from lecture6.data import xor
 from lecture6.rundir import write_json
-from lecture6.runs import choose_layout, program_over_runs, seeds_last_compiler_options
+from lecture6.runs import choose_layout, program_over_runs, runs_mesh, seeds_last_compiler_options
 from lecture6.train import check_config, n_weights, params_from_noise, prepare_data
 
 WIDTHS = (1, 2, 3, 4, 8, 16)
@@ -74,7 +75,7 @@ def _with(config, **changes):
     return check_config({**config.to_dict(), **changes})
 
 
-def make_study(config, cells: Sequence[tuple[str, int]], data, *, on_width: Callable | None = None):
+def make_study(config, cells: Sequence[tuple[str, int]], data, *, on_width: Callable | None = None, mesh=None):
     """One jitted ``study(key) -> (solved, final_loss, diverged)``, each ``(len(cells), seeds)``.
 
     ``cells`` are ``(activation, width)`` pairs; every other field comes from ``config`` (``config.lr``
@@ -83,11 +84,22 @@ def make_study(config, cells: Sequence[tuple[str, int]], data, *, on_width: Call
     diverged)``, if given, is called on the host from inside the program (``io_callback``) as soon as
     one width's loop has finished, with that width's NumPy results, each ``(activations of the width,
     seeds)`` in the order of ``cells``; the widths' loops may finish in any order.
+
+    On several devices (or a ``mesh`` with a ``runs`` axis; :func:`lecture6.runs.runs_mesh`) the seeds
+    are split over the ``runs`` axis, padded to a multiple of its size with NaN networks (flagged
+    diverged), and the results stay split, ``(len(cells), seeds_padded)``: the caller takes
+    ``sharding.to_host(a)[:, :seeds]`` where it needs host values.
     """
     config = check_config(config)
     X, Y = prepare_data(data, config)
+    mesh = runs_mesh(mesh=mesh)
     S = config.seeds
+    S_pad = S if mesh is None else sharding.padded_count(S, mesh, sharding.RUNS)
+    split = None if mesh is None else NamedSharding(mesh, PartitionSpec(sharding.RUNS))
     widths = list(dict.fromkeys(w for _, w in cells))
+
+    def place(tree):  # the seeds axis (leading) over the mesh's runs axis
+        return tree if split is None else jax.lax.with_sharding_constraint(tree, split)
 
     def sizes(width):
         return (X.shape[1],) + (width,) * config.depth + (Y.shape[1],)
@@ -99,7 +111,9 @@ def make_study(config, cells: Sequence[tuple[str, int]], data, *, on_width: Call
         P = n_weights(sizes(width))
         draw = lambda row: params_from_noise(row, sizes(width), init=config.init, scale=config.init_scale,
                                              bias_init=config.bias_init)
-        return jax.vmap(draw)(noise[:S * P].reshape(S, P))
+        rows = noise[:S * P].reshape(S, P)
+        rows = jnp.concatenate([rows, jnp.full((S_pad - S, P), jnp.nan, rows.dtype)]) if S_pad > S else rows
+        return jax.vmap(draw)(place(rows))
 
     def train_width(width, acts, noise, order_keys):
         """Every cell of one width: ``(solved, final_loss, diverged)``, each ``(len(acts), S)``. ``lax.map``
@@ -107,12 +121,12 @@ def make_study(config, cells: Sequence[tuple[str, int]], data, *, on_width: Call
         cfg = check_config({**config.to_dict(), "width": width})
         layout = choose_layout(cfg, X, Y)
         fns = [get_activation(a)[0] for a in acts]
-        params, lr = first_params(noise, width), jnp.full((S,), config.lr, X.dtype)
+        params, lr = first_params(noise, width), place(jnp.full((S_pad,), config.lr, X.dtype))
 
         def train_cell(a):
-            p = program_over_runs(cfg, (X, Y), layout, sigma=lambda z: jax.lax.switch(a, fns, z))
+            p = program_over_runs(cfg, (X, Y), layout, sigma=lambda z: jax.lax.switch(a, fns, z), mesh=mesh)
             state, (loss, acc) = jax.lax.scan(p.epochs, p.init(params, order_keys, lr), jnp.arange(p.n_log))
-            res = p.finish(state, loss.T, acc.T, jnp.arange(S), lr)
+            res = p.finish(state, loss.T, acc.T, jnp.arange(S_pad), lr)
             return res.solved, res.final_loss, res.diverged
 
         return jax.lax.map(train_cell, jnp.arange(len(acts)))
@@ -121,18 +135,26 @@ def make_study(config, cells: Sequence[tuple[str, int]], data, *, on_width: Call
         init_key, order_key = jax.random.split(key)  # as lecture6.train.draw_network splits it
         noise = jax.random.normal(init_key, (S * max(n_weights(sizes(w)) for w in widths),), X.dtype)
         minibatches = config.batch_size < X.shape[0]  # full batch: no minibatch order to draw
-        order_keys = jax.random.split(order_key, S) if minibatches else jax.vmap(lambda _: order_key)(jnp.arange(S))
+        seeds = jnp.minimum(jnp.arange(S_pad), S - 1)  # a padding network reuses the last seed's order key
+        order_keys = jax.random.split(order_key, S)[seeds] if minibatches else jax.vmap(lambda _: order_key)(seeds)
+        order_keys = place(order_keys)
         out = {}
         for width in widths:
             acts = [a for a, w in cells if w == width]
             results = train_width(width, acts, noise, order_keys)
             if on_width is not None:  # the host hears of this width as soon as its loop is done
-                io_callback(functools.partial(on_width, width), None, *results)
+                io_callback(functools.partial(_real_seeds, on_width, width, S), None, *results)
             for a, *res in zip(acts, *results):
                 out[a, width] = res
         return tuple(jnp.stack(r) for r in zip(*(out[c] for c in cells)))
 
-    return jax.jit(study, compiler_options=seeds_last_compiler_options())
+    out = None if mesh is None else NamedSharding(mesh, PartitionSpec(None, sharding.RUNS))
+    return jax.jit(study, out_shardings=out, compiler_options=seeds_last_compiler_options())
+
+
+def _real_seeds(on_width, width, seeds, *results):
+    """``on_width`` with the padding networks of a mesh (the columns past ``seeds``) cut off."""
+    return on_width(width, *(np.asarray(r)[:, :seeds] for r in results))
 
 
 def solvability_study(config, *, widths: Sequence[int] = WIDTHS, activations: Sequence[str] = ACTIVATIONS,
@@ -203,8 +225,9 @@ def _train_cells(config, cells, cells_dir, timing, log) -> dict[int, list[dict]]
     timing["compile_seconds"] = time.perf_counter() - t0
     log(f"compiled the study ({len(cells)} cells x {seeds} seeds) in {timing['compile_seconds']:.2f} s; training ...")
     t0 = time.perf_counter()
-    solved, final_loss, diverged = (np.asarray(a) for a in jax.block_until_ready(compiled(key)))
+    results = jax.block_until_ready(compiled(key))
     timing["train_seconds"] = time.perf_counter() - t0
+    solved, final_loss, diverged = (sharding.to_host(a)[:, :seeds] for a in results)  # from every device
     if errors:
         raise errors[0]
     out: dict[int, list[dict]] = {}

@@ -34,11 +34,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from lecture6.activations import ACTIVATIONS
 from lecture6.backprop import value_and_backprop
 from lecture6.losses import LOSSES, get_loss
 from lecture6.mlp import INITS, forward, init_std
+from lecture6.sharding import DATA
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 GRADS = ("autodiff", "hand")
@@ -103,6 +106,8 @@ def check_config(config) -> ml_collections.FrozenConfigDict:
         raise _bad("log_every", d["log_every"], f"a divisor of config.epochs = {d['epochs']}")
     if d["dtype"] == "float64" and not jax.config.read("jax_enable_x64"):
         raise _bad("dtype", d["dtype"], "float32, or float64 with jax_enable_x64 switched on")
+    if not isinstance(d.setdefault("data_parallel", False), bool):  # optional: older configs lack it
+        raise _bad("data_parallel", d["data_parallel"], "True or False")
     return ml_collections.FrozenConfigDict(dict(d, lrs=tuple(float(r) for r in d["lrs"])))
 
 
@@ -257,15 +262,19 @@ def accuracy(out, Y, loss: str):
     return jnp.mean((jnp.argmax(out, axis=-1) == jnp.argmax(Y, axis=-1)).astype(out.dtype))
 
 
-def make_program(config, data, *, sigma: Callable | None = None) -> Program:
+def make_program(config, data, *, sigma: Callable | None = None, mesh=None) -> Program:
     """The pieces of one network's training run (see :func:`make_train`, which chains them).
 
-    ``sigma`` replaces the activation ``config.activation`` (autodiff gradients only).
+    ``sigma`` replaces the activation ``config.activation`` (autodiff gradients only). ``mesh``: a
+    :class:`jax.sharding.Mesh` with a ``data`` axis over which each minibatch's examples are split (data
+    parallel: XLA sums the gradient's per-device parts with an all-reduce); its size must divide the
+    minibatch size. Without one, or with a ``data`` axis of size 1, the minibatch stays whole.
     """
     config = check_config(config)
     X, Y = (jnp.asarray(a) for a in prepare_data(data, config))  # closed over: passed to the compiled program
     n, B = X.shape[0], min(config.batch_size, X.shape[0])
     n_batches = n // B  # the last incomplete minibatch is dropped
+    split = _minibatch_split(mesh, B)
     sizes = (X.shape[1],) + (config.width,) * config.depth + (Y.shape[1],)
     optimizer = make_optimizer(config)
     loss_fn, _ = get_loss(config.loss)
@@ -290,7 +299,7 @@ def make_program(config, data, *, sigma: Callable | None = None) -> Program:
 
     def step(state, batch):
         """One minibatch: p <- p - lr * df/dp (momentum and Adam transform df/dp first)."""
-        Xb, Yb = batch
+        Xb, Yb = batch if split is None else jax.lax.with_sharding_constraint(batch, split)
         loss, out, grads = gradients(state.params, Xb, Yb)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -328,6 +337,18 @@ def make_program(config, data, *, sigma: Callable | None = None) -> Program:
         return train_result(state.params, finite, (loss, acc), final, seed, lr, config.log_every)
 
     return Program(init, epochs, finish, sizes, config.epochs // config.log_every, config.epochs * n_batches, B < n)
+
+
+def _minibatch_split(mesh, B: int):
+    """The sharding of a ``(B, ...)`` minibatch split over ``mesh``'s ``data`` axis, or ``None``."""
+    if mesh is None or mesh.shape.get(DATA, 1) == 1:
+        return None
+    size = mesh.shape[DATA]
+    if B % size:
+        lower, upper = B - B % size, B - B % size + size
+        raise _bad("batch_size", B, f"a multiple of the {size} devices of mesh axis {DATA!r} that each minibatch "
+                                    f"is split over (config.data_parallel), e.g. {lower or upper} or {upper}")
+    return NamedSharding(mesh, P(DATA))
 
 
 def make_train(config, data):

@@ -20,7 +20,7 @@ import pathlib
 from absl import flags
 from ml_collections import config_flags
 
-from lecture6 import rundir, study
+from lecture6 import distributed, rundir, study
 
 CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "xor.py")
 _CONFIG = config_flags.DEFINE_config_file("config", None, f"base training config (default {CONFIG})",
@@ -45,9 +45,10 @@ def main(argv):
     header = (f"XOR solved (all four outputs within 0.5) after {config.epochs} epochs of full-batch "
               f"{config.optimizer} (lr {config.lr}), init {config.init} (scale {config.init_scale}), "
               f"bias init {config.bias_init}, {_SEEDS.value} seeds per cell; 95% Wilson intervals.")
-    paths = study.write_study(rows, _OUTDIR.value, header=header, timing=timing)
-    print(pathlib.Path(paths["md"]).read_text())
-    print(f"wrote {', '.join(paths.values())}")
+    if distributed.is_writer():  # with several processes, process 0 alone writes
+        paths = study.write_study(rows, _OUTDIR.value, header=header, timing=timing)
+        print(pathlib.Path(paths["md"]).read_text())
+        print(f"wrote {', '.join(paths.values())}")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ def rng(request):
 
 def pytest_collection_finish(session):
     """Start the subprocesses the collected tests will read (tests/launches.py) on a background thread."""
+    if session.config.option.collectonly:
+        return
     import launches
 
     launches.start({item.module.__name__ for item in session.items if getattr(item, "module", None)})

@@ -3,16 +3,34 @@ keeps one device): once as one process with 4 CPU devices, once under ``lecture6
 x 2 devices. Process 0 writes what it computed to ``OUTDIR/results.npz``; the test compares it with
 references computed independently (NumPy, one device) in the test process.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_checks.py OUTDIR
-    python -m lecture6.launch --processes 2 --devices-per-process 2 -- tests/multidevice_checks.py OUTDIR
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_checks.py --outdir OUTDIR
+    python -m lecture6.launch --processes 2 --devices-per-process 2 -- tests/multidevice_checks.py --outdir OUTDIR
+
+It starts as every script does (``lecture6.rundir.run``: flags, then ``distributed.initialize``, then
+only process 0 prints), so the launch also checks that a script runs unchanged as several processes.
 """
 
 import os
-import sys
+import pathlib
 
+import ml_collections
 import numpy as np
+from absl import flags
+from ml_collections import config_flags
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+XOR_CONFIG = str(ROOT / "configs" / "xor.py")
 N_EVEN, N_ODD, D, Q = 200, 203, 6, 2
+
+# Training (XOR, float64). 5 seeds x 2 rates = 10 runs: the seeds-last layout, padded to 12 runs on
+# 2 processes x 2 devices. The data-parallel runs: 5 runs (vmap layout) on a 2 x 2 mesh, padded to 6, the
+# full batch of 4 examples split 2 + 2. The study: one cell of 6 seeds (vmap layout), padded to 8.
+XOR_RUNS = {"seeds": 5, "lrs": (0.1, 0.5), "epochs": 40, "log_every": 10, "width": 3, "dtype": "float64",
+            "progress_every": 20}
+DP_RUNS = {"seeds": 5, "lrs": (), "lr": 0.3, "epochs": 30, "log_every": 10, "width": 3, "dtype": "float64",
+           "progress_every": 0, "data_parallel": True}
+STUDY = {"widths": (3,), "activations": ("tanh",), "seeds": 6}
+STUDY_CONFIG = {"epochs": 40, "log_every": 10, "dtype": "float64", "progress_every": 0}
 
 
 def make_data(n=N_ODD, d=D, seed=0):
@@ -21,20 +39,25 @@ def make_data(n=N_ODD, d=D, seed=0):
     return rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) + 3.0 + np.arange(d)[None, :]
 
 
-def main(outdir):
-    from lecture6 import distributed
+def train_config(base, fields) -> ml_collections.ConfigDict:
+    """``base`` (the XOR config) with ``fields`` changed."""
+    return ml_collections.ConfigDict({**base.to_dict(), **fields})
 
-    distributed.initialize()
 
+def result_arrays(prefix: str, result) -> dict:
+    """Every per-run field of a (host) TrainResult as flat arrays named ``prefix_field``."""
+    out = {f"{prefix}_{k}": getattr(result, k) for k in ("loss", "accuracy", "final_loss", "solved", "diverged",
+                                                           "seed", "lr")}
+    for i, layer in enumerate(result.params):
+        out[f"{prefix}_W{i}"], out[f"{prefix}_b{i}"] = layer["W"], layer["b"]
+    return out
+
+
+def ppca_checks(out):
     import jax
-
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_numpy_rank_promotion", "raise")
 
     from lecture6 import ppca, sharding
 
-    out = {"process_count": jax.process_count(), "device_count": jax.device_count(),
-           "local_device_count": jax.local_device_count()}
     mesh = sharding.make_mesh()
     X = make_data()
 
@@ -67,13 +90,70 @@ def main(outdir):
     mean, S = sharding.ppca_moments(Xp, mask)
     out.update(odd_mean=mean, odd_S=S)
 
-    # Every value is replicated, so any process may read it; process 0 alone writes.
-    if distributed.is_writer():
-        os.makedirs(outdir, exist_ok=True)
-        values = {k: np.asarray(v) for k, v in out.items()}
-        np.savez(os.path.join(outdir, ".results.tmp.npz"), **values)
-        os.replace(os.path.join(outdir, ".results.tmp.npz"), os.path.join(outdir, "results.npz"))
+
+def training_checks(out, base):
+    """One process: data-parallel runs on a 2 x 2 mesh, the mistakes refused, the study's seeds split.
+    Several processes: train_xor.py's runs split over both processes' devices, gathered, with progress."""
+    import jax
+    from jax.sharding import Mesh
+
+    from lecture6 import runs, sharding, study
+    from lecture6.data import xor
+
+    key = jax.random.key(base.seed)
+    if jax.process_count() > 1:
+        progress = []
+        xor_runs = runs.make_train_runs(train_config(base, XOR_RUNS), xor(), progress=lambda *a: progress.append(a),
+                                        progress_every=XOR_RUNS["progress_every"])
+        result, _ = runs.compile_and_run(xor_runs, key)  # what experiment.run_xor does before writing
+        out.update(result_arrays("xor", result), xor_progress=np.array(progress).reshape(-1, 5),
+                   xor_padded=xor_runs.seed.shape[0], xor_spec=str(xor_runs.seed.sharding.spec))
+        return
+
+    mesh = Mesh(sharding.make_mesh().devices.reshape(2, 2), (sharding.RUNS, sharding.DATA))
+    dp_runs = runs.make_train_runs(train_config(base, DP_RUNS), xor(), mesh=mesh)
+    out.update(result_arrays("dp", dp_runs.gather(dp_runs.train(key, dp_runs.seed, dp_runs.lr))),
+               dp_layout=dp_runs.layout, dp_padded=dp_runs.seed.shape[0])
+    compiled = dp_runs.train.lower(key, dp_runs.seed, dp_runs.lr).compile().as_text()
+    out["dp_all_reduce"] = "all-reduce" in compiled  # the gradient's parts are summed over the data axis
+    for name, fields in (("dp_refusal", {"batch_size": 3}), ("dp_seeds_last_refusal", {"layout": "seeds_last"})):
+        try:  # refused while the program is built, before anything is compiled
+            runs.make_train_runs(train_config(base, {**DP_RUNS, **fields}), xor(), mesh=mesh)
+            out[name] = ""
+        except ValueError as exc:
+            out[name] = str(exc)
+
+    # xor_study.py's program, its seeds split over the 4 devices and taken back as solvability_study does
+    cells = [(a, w) for a in STUDY["activations"] for w in STUDY["widths"]]
+    study_config = train_config(base, {**STUDY_CONFIG, "seeds": STUDY["seeds"]})
+    arrays = study.make_study(study_config, cells, xor())(key)
+    out["study_padded"] = arrays[0].shape[1]
+    for k, a in zip(("solved", "final_loss", "diverged"), arrays):
+        out[f"study_{k}"] = sharding.to_host(a)[:, :STUDY["seeds"]]
+
+
+def main(argv):
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+
+    from lecture6 import rundir
+
+    out = {"process_count": jax.process_count(), "device_count": jax.device_count(),
+           "local_device_count": jax.local_device_count(), "written_by": jax.process_index()}
+    ppca_checks(out)
+    training_checks(out, _CONFIG.value)
+
+    # Every value is replicated or gathered, so any process may write it; as in every script, the
+    # workdir is process 0's (the others write into a scratch directory that is removed).
+    with rundir.atomic_workdir(_OUTDIR.value) as tmp:
+        np.savez(os.path.join(tmp, "results.npz"), **{k: np.asarray(v) for k, v in out.items()})
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    from lecture6 import rundir
+
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "the XOR config", lock_config=True)
+    _OUTDIR = flags.DEFINE_string("outdir", None, "where process 0 writes results.npz")
+    rundir.run(main, XOR_CONFIG)

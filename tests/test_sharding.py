@@ -2,26 +2,43 @@
 
 The multi-device checks run in subprocesses (tests/multidevice_checks.py) so that this process keeps one
 device: one process with 4 CPU devices, and 2 processes x 2 devices under ``lecture6.launch`` (one launch
-for all the multi-process checks). Their results are compared here with references computed
-independently: NumPy's BLAS route of :mod:`lecture6.ppca` on all rows in one process, and ``np.cov``.
+for all the multi-process checks). Both start in the background as soon as the tests are collected
+(tests/launches.py), so they run beside the rest of the suite.
+Their results are compared here with references computed independently: NumPy's BLAS route of
+:mod:`lecture6.ppca` on all rows in one process, ``np.cov``, and training runs on this process's one
+device.
 """
 
 import os
+import pathlib
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+import jax
+import launches
 import multidevice_checks as checks
 import numpy as np
 import pytest
+from jax.sharding import Mesh
 
-from lecture6 import ppca
+from lecture6 import ppca, rundir
+from lecture6 import runs as R
+from lecture6 import study as S
+from lecture6.data import xor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKS = os.path.join(ROOT, "tests", "multidevice_checks.py")
 TOL = 1e-12  # float64: the sharded sums differ from one device's only in the order of the additions
+# Data parallel, float64: each step's gradient sums the examples' parts in another order (per device,
+# then across), ~1e-16 relative; 30 steps of a well-conditioned XOR net keep it far below this.
+DP_TOL = 1e-12
+# A launch waits behind the in-process tests (tests/launches.py runs it at low priority), hence the long
+# limits on the whole launch and on its processes joining one another.
+LAUNCH_TIMEOUT, JOIN_TIMEOUT = 1200, 600
+XOR_CONFIG = rundir.load_config_file(checks.XOR_CONFIG)
 
 
 def _env(**extra):
@@ -37,22 +54,40 @@ def _launch(*args, timeout=120):
                           cwd=ROOT, env=_env(), timeout=timeout, check=False)
 
 
-@pytest.fixture(scope="module")
-def four_devices(tmp_path_factory):
-    out = tmp_path_factory.mktemp("four_devices")
-    p = subprocess.run([sys.executable, CHECKS, str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120,
-                       env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"), check=False)
-    assert p.returncode == 0, p.stderr
-    return dict(np.load(out / "results.npz"))
+# --- The two multi-device runs, started when the tests are collected (tests/launches.py) -------------
+
+FOUR = launches.launch("four_devices", lambda out: launches.python(CHECKS, "--outdir", f"{out}/run"),
+                       env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"), timeout=LAUNCH_TIMEOUT)
+TWO = launches.launch("two_processes", lambda out: launches.python(
+    "-m", "lecture6.launch", "--processes", "2", "--devices-per-process", "2", "--timeout", str(LAUNCH_TIMEOUT),
+    "--", CHECKS, "--outdir", f"{out}/run"), env=_env(LECTURE6_INIT_TIMEOUT=str(JOIN_TIMEOUT)),
+    timeout=LAUNCH_TIMEOUT + 30)
+
+
+def _finish(launch) -> pathlib.Path:
+    """Wait for a multi-device run; its output directory."""
+    p = launch.result()
+    assert p.returncode == 0, f"{launch.name} exited with {p.returncode}:\n{(p.stdout + p.stderr)[-6000:]}"
+    return pathlib.Path(launch.out) / "run"
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
-    out = tmp_path_factory.mktemp("two_processes")
-    p = _launch("--processes", "2", "--devices-per-process", "2", "--timeout", "100", "--", CHECKS, str(out))
-    assert p.returncode == 0, p.stderr
-    assert os.listdir(out) == ["results.npz"]  # process 0 alone wrote, and nothing temporary is left
-    return dict(np.load(out / "results.npz"))
+def four_devices():
+    return dict(np.load(_finish(FOUR) / "results.npz"))
+
+
+@pytest.fixture(scope="module")
+def two_processes():
+    out = _finish(TWO)
+    assert os.listdir(out) == ["results.npz"]  # nothing temporary is left
+    results = dict(np.load(out / "results.npz"))
+    assert int(results["written_by"]) == 0  # the workdir is process 0's (rundir.atomic_workdir)
+    return results
+
+
+@pytest.fixture(scope="module", params=["four_devices", "two_processes"])
+def multidevice(request):
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +111,8 @@ def _assert_fit_equal(got, ref, name):
                                    err_msg=f"{name}_{part}")
 
 
-@pytest.mark.parametrize("layout", ["four_devices", "two_processes"])
-def test_ppca_on_rows_split_over_devices_equals_one_device(layout, reference, request):
-    got = request.getfixturevalue(layout)
+def test_ppca_on_rows_split_over_devices_equals_one_device(reference, multidevice):
+    got = multidevice
     assert int(got["device_count"]) == 4
     assert got["even_rows_per_shard"].tolist() == [50] * int(got["local_device_count"])  # really split
     assert bool(got["even_W_replicated"])
@@ -86,9 +120,8 @@ def test_ppca_on_rows_split_over_devices_equals_one_device(layout, reference, re
     np.testing.assert_allclose(got["even_jit_W"], reference["even_W"], rtol=TOL, atol=TOL)
 
 
-@pytest.mark.parametrize("layout", ["four_devices", "two_processes"])
-def test_padded_rows_are_masked_out_of_the_fit(layout, reference, request):
-    got = request.getfixturevalue(layout)
+def test_padded_rows_are_masked_out_of_the_fit(reference, multidevice):
+    got = multidevice
     assert int(got["padded_rows"]) == 204  # 203 rows padded to a multiple of 4 devices
     np.testing.assert_allclose(got["odd_mean"], reference["odd_mean"], rtol=TOL, atol=TOL)
     np.testing.assert_allclose(got["odd_S"], reference["odd_S"], rtol=TOL, atol=TOL)
@@ -105,6 +138,94 @@ def test_two_processes_each_feed_their_own_rows(two_processes):
     assert int(two_processes["process_count"]) == 2 and int(two_processes["local_device_count"]) == 2
     # 203 rows padded to 204 = 4 devices x 51: process 0 feeds rows 0..101, process 1 the other 101.
     assert two_processes["process_rows"].tolist() == [0, 102]
+
+
+# --- Training runs split over devices ----------------------------------------------------------------
+
+
+def _config(fields):
+    return checks.train_config(XOR_CONFIG, fields)
+
+
+@pytest.fixture(scope="module")
+def train_reference():
+    """The same training runs on this process's one device, as the library runs them without a mesh."""
+    key = jax.random.key(XOR_CONFIG.seed)
+    progress = []
+    xor_runs = R.make_train_runs(_config(checks.XOR_RUNS), xor(), progress=lambda *a: progress.append(a),
+                                 progress_every=checks.XOR_RUNS["progress_every"])
+    dp_runs = R.make_train_runs(_config(checks.DP_RUNS), xor())
+    cells = [(a, w) for a in checks.STUDY["activations"] for w in checks.STUDY["widths"]]
+    study_config = _config({**checks.STUDY_CONFIG, "seeds": checks.STUDY["seeds"]})
+    assert xor_runs.mesh is None and dp_runs.mesh is None  # one device here: nothing split
+    xor_result = xor_runs.gather(xor_runs.train(key, xor_runs.seed, xor_runs.lr))
+    jax.effects_barrier()
+    return {"xor": xor_result, "xor_progress": np.array(progress),
+            "dp": dp_runs.gather(dp_runs.train(key, dp_runs.seed, dp_runs.lr)),
+            "study": [np.asarray(a) for a in S.make_study(study_config, cells, xor())(key)]}
+
+
+def test_training_runs_split_over_processes_equal_one_device_bitwise(two_processes, train_reference):
+    """train_xor.py's program as 2 processes x 2 devices: 10 runs (seeds-last layout) padded to 12; every
+    run's parameters, history and verdicts, gathered from both processes, are the one-device run's, bit
+    for bit (runs are independent: no sum crosses devices)."""
+    got, ref = two_processes, checks.result_arrays("xor", train_reference["xor"])
+    assert int(got["xor_padded"]) == 12 and "runs" in str(got["xor_spec"])
+    assert not got["xor_diverged"].any()  # the padding runs (NaN weights) are not among the results
+    for k, value in ref.items():
+        np.testing.assert_array_equal(got[k], value, err_msg=k)
+
+
+def test_progress_lines_come_once_from_the_split_runs(two_processes, train_reference):
+    """One line per due epoch from process 0 (not one per device or process), the means over the 10
+    real runs, not the padding."""
+    got, ref = two_processes["xor_progress"], train_reference["xor_progress"]
+    assert got.shape == ref.shape == (2, 5)
+    np.testing.assert_array_equal(got[:, [0, 2, 3]], ref[:, [0, 2, 3]])  # epoch, finite runs, solved
+    np.testing.assert_allclose(got[:, [1, 4]], ref[:, [1, 4]], rtol=TOL)  # means: sums in another order
+
+
+def test_data_parallel_runs_equal_one_device_to_rounding(four_devices, train_reference):
+    """A 2 x 2 mesh: 5 runs (padded to 6) split over 'runs', each full batch split over 'data'; the
+    program sums the gradient across devices (an all-reduce) and ends where one device does."""
+    got, ref = four_devices, checks.result_arrays("dp", train_reference["dp"])
+    assert str(got["dp_layout"]) == "vmap" and int(got["dp_padded"]) == 6 and bool(got["dp_all_reduce"])
+    for k, value in ref.items():
+        np.testing.assert_allclose(got[k], value, rtol=DP_TOL, atol=DP_TOL, err_msg=k)
+
+
+
+
+def test_training_mistakes_on_a_mesh_are_named(four_devices):
+    message = str(four_devices["dp_refusal"])
+    assert message == ("config.batch_size = 3 is invalid: expected a multiple of the 2 devices of mesh axis 'data' "
+                       "that each minibatch is split over (config.data_parallel), e.g. 2 or 4")
+    assert "seeds-last layout" in str(four_devices["dp_seeds_last_refusal"])
+    with pytest.raises(ValueError, match=r"the mesh has axes \('data',\); training runs need a 'runs' axis"):
+        R.make_train_runs(_config(checks.XOR_RUNS), xor(), mesh=Mesh(np.array(jax.devices()[:1]), ("data",)))
+    with pytest.raises(ValueError, match=r"config.data_parallel = 'yes' is invalid: expected True or False"):
+        R.make_train_runs(_config({"data_parallel": "yes"}), xor())
+
+
+def test_study_seeds_split_over_devices_equal_one_device_bitwise(four_devices, train_reference):
+    """xor_study.py's program on 4 devices: 6 seeds padded to 8, every seed's result as on one device."""
+    assert int(four_devices["study_padded"]) == 8
+    for k, value in zip(("solved", "final_loss", "diverged"), train_reference["study"]):
+        np.testing.assert_array_equal(four_devices[f"study_{k}"], value, err_msg=k)
+
+
+def test_only_process_0_writes_the_workdir(tmp_path, monkeypatch):
+    """Elsewhere, atomic_workdir hands out a private scratch directory and leaves the workdir alone."""
+    from lecture6 import distributed
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "old.txt").write_text("previous run")
+    monkeypatch.setattr(distributed, "is_writer", lambda: False)
+    with rundir.atomic_workdir(str(tmp_path / "run")) as scratch:
+        assert not scratch.startswith(str(tmp_path))
+        pathlib.Path(scratch, "new.txt").write_text("not written")
+    assert not os.path.exists(scratch)
+    assert os.listdir(tmp_path) == ["run"] and os.listdir(tmp_path / "run") == ["old.txt"]
 
 
 def test_launcher_refuses_a_busy_coordinator_port():
