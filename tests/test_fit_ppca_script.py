@@ -44,6 +44,9 @@ _DIGITS_ARGS = ("--config.dataset=digits", "--config.q=3", "--config.gradient_st
                 "--config.n_samples=8", "--workdir={out}/runs/ppca")
 DIGITS = launches.launch("fit_ppca_digits", _script(*_DIGITS_ARGS))
 DIGITS_AGAIN = launches.launch("fit_ppca_digits_again", _script(*_DIGITS_ARGS))
+DIGITS_LAUNCHED = launches.launch("fit_ppca_digits_2x2", lambda out: launches.python(
+    "-m", "lecture6.launch", "--processes", "2", "--devices-per-process", "2", "--timeout", "600", "--",
+    *_script(*_DIGITS_ARGS)(out)[1:]), timeout=660)
 UNKNOWN_FIELD = launches.launch("fit_ppca_unknown_field", _script("--config.qq=3", "--workdir={out}/w"))
 MISSING_FILE = launches.launch("fit_ppca_missing_file", _script(
     "--config.dataset=npy", "--config.path={out}/missing.npy", "--workdir={out}/w"))
@@ -117,6 +120,16 @@ def test_a_rerun_of_the_script_writes_identical_metrics():
         runs.append(json.loads(text))
     assert _without_timings(runs[0]) == _without_timings(runs[1])
     assert runs[0]["em"]["test_loglik"] == runs[1]["em"]["test_loglik"]  # floats compared exactly, not rounded
+
+
+def test_under_the_launcher_the_script_writes_the_same_metrics():
+    """2 processes x 2 devices under ``python -m lecture6.launch``: process 0's workdir, the same numbers."""
+    p = DIGITS_LAUNCHED.result()
+    assert p.returncode == 0, p.stdout + p.stderr
+    workdir = pathlib.Path(DIGITS_LAUNCHED.out) / "runs" / "ppca"
+    assert os.listdir(workdir.parent) == ["ppca"]
+    one = json.loads((pathlib.Path(DIGITS.out) / "runs" / "ppca" / "metrics.json").read_text())
+    assert _without_timings(json.loads((workdir / "metrics.json").read_text())) == _without_timings(one)
 
 
 def test_unknown_override_is_rejected():

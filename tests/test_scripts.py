@@ -48,6 +48,29 @@ STUDY = launches.launch("xor_study", script("xor_study.py", "--seeds=50", "--wid
                                             "--config.epochs=300", "--outdir={out}/study"))
 
 
+def under_launcher(name, *args):
+    """``scripts/name`` as 2 processes x 2 CPU devices under ``python -m lecture6.launch``."""
+    return lambda out: launches.python("-m", "lecture6.launch", "--processes", "2", "--devices-per-process", "2",
+                                       "--timeout", "600", "--", str(ROOT / "scripts" / name),
+                                       *[a.format(out=out) for a in args])
+
+
+# The same two commands under the launcher: the seeds split over 4 devices of 2 processes.
+XOR_LAUNCHED = launches.launch("train_xor_2x2", under_launcher(
+    "train_xor.py", "--config", XOR_CONFIG, *[f"--config.{k}={v}" for k, v in TINY.items()], "--workdir={out}/script"),
+    timeout=660)
+STUDY_LAUNCHED = launches.launch("xor_study_2x2", under_launcher(
+    "xor_study.py", "--seeds=50", "--widths=1", "--activations=relu,tanh", "--config.epochs=300",
+    "--outdir={out}/study"), timeout=660)
+
+
+def _without_timings(obj):
+    if isinstance(obj, dict):
+        return {k: _without_timings(v) for k, v in obj.items()
+                if not (k.endswith("seconds") or k.endswith("per_second"))}
+    return [_without_timings(v) for v in obj] if isinstance(obj, list) else obj
+
+
 @pytest.fixture(scope="module")
 def xor_script_run(tmp_path_factory):
     """train_xor.py launched for real, and the same config run in-process by experiment.run_xor."""
@@ -101,6 +124,31 @@ def test_a_rerun_writes_identical_outputs(xor_script_run):
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
     assert (tmp / "script" / "metrics.jsonl").read_bytes() == (tmp / "inprocess" / "metrics.jsonl").read_bytes()
     assert any(line.startswith("compiled in") for line in lines)
+
+
+def test_train_xor_under_the_launcher_writes_what_one_process_writes(xor_script_run):
+    """2 processes x 2 devices: one workdir (process 0's), the same summary numbers, params and metrics, and
+    the progress printed once."""
+    p = XOR_LAUNCHED.result()
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert os.listdir(XOR_LAUNCHED.out) == ["script"]  # process 0 alone wrote; nothing temporary is left
+    one, two = pathlib.Path(XOR.out) / "script", pathlib.Path(XOR_LAUNCHED.out) / "script"
+    assert sorted(os.listdir(one)) == sorted(os.listdir(two))
+    assert (_without_timings(json.loads((two / "summary.json").read_text()))
+            == _without_timings(json.loads((one / "summary.json").read_text())))
+    assert (two / "metrics.jsonl").read_bytes() == (one / "metrics.jsonl").read_bytes()
+    a, b = np.load(one / "params.npz"), np.load(two / "params.npz")
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    assert p.stdout.count("epoch    100/200") == 1  # printed by process 0 only
+
+
+def test_xor_study_under_the_launcher_gives_the_same_table():
+    p = STUDY_LAUNCHED.result()
+    assert p.returncode == 0, p.stdout + p.stderr
+    one, two = pathlib.Path(STUDY.out) / "study", pathlib.Path(STUDY_LAUNCHED.out) / "study"
+    assert (two / "study.csv").read_bytes() == (one / "study.csv").read_bytes()
+    assert (_without_timings(json.loads((two / "summary.json").read_text()))
+            == _without_timings(json.loads((one / "summary.json").read_text())))
 
 
 def test_train_digits_script_reports_test_accuracy():
