@@ -39,8 +39,9 @@ from lecture6 import sharding, train_seeds_last
 from lecture6.train import Program, TrainResult, check_config, draw_network, make_program, prepare_data
 
 # `python benchmarks/bench_train.py --sweep` (2-core x86_64 CPU, float32 XOR, benchmarks/RESULTS.md): the
-# seeds-last layout beat vmap at every point measured, 1.6-9.6x, from 8 runs (width 2) to width 64 at
-# 10,000 runs (768 products of examples x weights per forward pass). Outside that range it is unmeasured.
+# seeds-last layout beat vmap at every point measured (by the range of the "train_sweep.range" figure
+# there), from 8 runs (width 2) to width 64 at 10,000 runs (768 products of examples x weights per
+# forward pass). Outside that range it is unmeasured.
 SEEDS_LAST_MIN_RUNS = 8
 SEEDS_LAST_MAX_PRODUCTS = 768
 
