@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _old_code import REV, old_lecture6  # noqa: E402
+from _old_code import NEW_FIELDS, REV, old_lecture6  # noqa: E402
 from _results import Section, add_record_flag, times  # noqa: E402
 
 from lecture6 import study  # noqa: E402
@@ -64,7 +64,7 @@ def run(sec, args):
                                                    "per cell, compile included")
     old = None if args.skip_before else old_lecture6("study")
     if old is not None:
-        base = {k: v for k, v in config.to_dict().items() if k != "progress_every"}
+        base = {k: v for k, v in config.to_dict().items() if k not in NEW_FIELDS}
         t_old = None
         for _ in range(args.repeats):
             t0 = time.perf_counter()

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _old_code import REV, old_lecture6  # noqa: E402
+from _old_code import NEW_FIELDS, REV, old_lecture6  # noqa: E402
 from _results import Section, add_record_flag, sci, span, times  # noqa: E402
 
 from lecture6.data import xor  # noqa: E402
@@ -99,7 +99,7 @@ def before(seeds, steps, **kw):
     old = old_lecture6("train")
     if old is None:
         return None
-    cfg = {k: v for k, v in config(seeds, steps, **kw).items() if k != "progress_every"}
+    cfg = {k: v for k, v in config(seeds, steps, **kw).items() if k not in NEW_FIELDS}
     train = old.make_train(cfg, xor())
     key = jax.random.key(0)
     compile_s = train.compile(key)
