@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lecture6.activations import ACTIVATIONS, get_activation, softmax
 
@@ -88,7 +89,7 @@ def init_mlp(
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"dtype must be a float type, got {dtype}")
-    return _init(key, tuple(sizes), init, scale, bias_init, dtype)
+    return _init(key, tuple(sizes), init, scale, np.asarray(bias_init, dtype=dtype), dtype)
 
 
 def initializer(init: str, scale: float = 1.0):
@@ -100,9 +101,10 @@ def initializer(init: str, scale: float = 1.0):
     return jax.nn.initializers.normal(stddev=scale)
 
 
-@functools.partial(jax.jit, static_argnames=("sizes", "init", "scale", "bias_init", "dtype"))
+@functools.partial(jax.jit, static_argnames=("sizes", "init", "scale", "dtype"))
 def _init(key, sizes, init, scale, bias_init, dtype):
     # One compiled program per architecture: run eagerly, every random op would compile on its own.
+    # bias_init is an argument (a dtype scalar), not compiled in: networks differing only in it share.
     keys = jax.random.split(key, len(sizes) - 1)
     draw = initializer(init, scale)
     return [{"W": draw(keys[k], (n_out, n_in), dtype), "b": jnp.full((n_out,), bias_init, dtype=dtype)}

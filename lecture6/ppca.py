@@ -234,6 +234,14 @@ def _log_likelihood(W, b, sigma2, X):
     return -0.5 * (d * math.log(2.0 * math.pi) + logdet + quad)
 
 
+@jax.jit
+def _log_likelihood_checked(W, b, sigma2, X):
+    """:func:`_log_likelihood` and whether all of it is finite, in one program: checked eagerly, the
+    test would compile two more programs for every new shape of X."""
+    out = _log_likelihood(W, b, sigma2, X)
+    return out, jnp.all(jnp.isfinite(out))
+
+
 def _log_likelihood_host(W, b, sigma2, X: np.ndarray) -> np.ndarray:
     """:func:`_log_likelihood` in float64 NumPy over blocks of rows: one BLAS product ``X W``, no copy of X.
 
@@ -292,8 +300,8 @@ def log_likelihood(model: PPCA, X) -> jax.Array:
                              f"(sigma2={float(model.sigma2):.3g})")
         return jnp.asarray(out, dtype=dtype)
     X = _as_2d(X, model)
-    out = _log_likelihood(*model, X)
-    if not _is_traced(out) and not bool(jnp.all(jnp.isfinite(out))):
+    out, finite = _log_likelihood_checked(*model, X)
+    if not _is_traced(out) and not bool(finite):
         if int(_first_non_finite(X)[0]):
             _raise_non_finite(X, "X")
         raise ValueError("log-likelihood is not finite although X is; the model is degenerate "
@@ -897,25 +905,29 @@ def max_variance_directions(X, k: int, *, key, steps: int = 2000) -> tuple[np.nd
         raise ValueError(f"k must be in [1, d={d}], got {k}")
     _, S_host = _moments(X, "X")
     S = jnp.asarray(S_host)
-    step = 1.0 / float(np.trace(S_host))
+    step = np.asarray(1.0 / float(np.trace(S_host)), dtype=S.dtype)
+    starts = np.asarray(jax.random.normal(key, (k, d), dtype=S.dtype))
+    V = np.zeros((d, 0))
+    for j in range(k):
+        P = np.eye(d) - V @ V.T  # project out the directions found so far
+        V = np.column_stack([V, np.asarray(_ascend(starts[j], jnp.asarray(P), S, step, int(steps)))])
+    return V, np.einsum("ij,ik,kj->j", V, S_host, V) / np.einsum("ij,ij->j", V, V)
+
+
+@functools.partial(jax.jit, static_argnames="steps")
+def _ascend(v, P, S, step, steps):
+    """``steps`` of projected gradient ascent on the Rayleigh quotient ``v^T S v / v^T v`` from ``P v``
+    (unit length after each step). Module-level, with ``S`` and the step size as arguments, so every
+    call with the same shapes reuses one compiled program."""
 
     def rayleigh(v):
         return v @ S @ v / (v @ v)
 
-    @jax.jit
-    def ascend(v, P):
-        def body(_, v):
-            v = P @ (v + step * jax.grad(rayleigh)(v))
-            return v / jnp.linalg.norm(v)
+    def body(_, v):
+        v = P @ (v + step * jax.grad(rayleigh)(v))
+        return v / jnp.linalg.norm(v)
 
-        return jax.lax.fori_loop(0, steps, body, P @ v / jnp.linalg.norm(P @ v))
-
-    starts = jax.random.normal(key, (k, d), dtype=S.dtype)
-    V = np.zeros((d, 0))
-    for j in range(k):
-        P = np.eye(d) - V @ V.T  # project out the directions found so far
-        V = np.column_stack([V, np.asarray(ascend(starts[j], jnp.asarray(P)))])
-    return V, np.einsum("ij,ik,kj->j", V, S_host, V) / np.einsum("ij,ij->j", V, V)
+    return jax.lax.fori_loop(0, steps, body, P @ v / jnp.linalg.norm(P @ v))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -109,14 +109,16 @@ def test_load_mnist_from_a_directory(tmp_path, rng):
 
 
 def test_synthetic_ppca_draws_from_its_model():
-    X, model = data.synthetic_ppca(jax.random.key(0), 4000, 6, 2, sigma2=0.3)
-    X2, _ = data.synthetic_ppca(jax.random.key(0), 4000, 6, 2, sigma2=0.3)
+    # The sizes of load_image_set("synthetic") (n 2000, d 64, q 5, sigma2 0.1): the same compiled draws.
+    X, model = data.synthetic_ppca(jax.random.key(0), 2000, 64, 5, sigma2=0.1)
+    X2, _ = data.synthetic_ppca(jax.random.key(0), 2000, 64, 5, sigma2=0.1)
     np.testing.assert_array_equal(X, X2)
     W = np.asarray(model.W)
-    np.testing.assert_allclose(np.linalg.norm(W, axis=0), [3.0, 2.2])
-    C = W @ W.T + 0.3 * np.eye(6)
-    # 5 standard errors of a sample covariance entry from 4000 Gaussian points.
-    se = np.sqrt((np.outer(np.diag(C), np.diag(C)) + C**2) / 4000)
+    np.testing.assert_allclose(np.linalg.norm(W, axis=0), [3.0, 2.8, 2.6, 2.4, 2.2])
+    np.testing.assert_allclose(W.T @ W, np.diag([3.0, 2.8, 2.6, 2.4, 2.2]) ** 2, atol=1e-12)  # orthogonal columns
+    C = W @ W.T + 0.1 * np.eye(64)
+    # 5 standard errors of a sample covariance entry from 2000 Gaussian points.
+    se = np.sqrt((np.outer(np.diag(C), np.diag(C)) + C**2) / 2000)
     assert np.all(np.abs(np.cov(X, rowvar=False) - C) < 5 * se)
 
 
@@ -209,7 +211,8 @@ def test_dequantize_fills_each_pixels_cell(mnist, key):
 
 
 def test_dequantize_rejects_data_off_its_grid():
-    X = np.array([[0.0, 0.5, 1.0]])  # on the grid of 3 levels, not of 4
+    X = np.zeros((data.N_FACES, 625))  # the faces' shape: the noise is the draw the faces test compiles
+    X[0, :3] = [0.0, 0.5, 1.0]  # on the grid of 3 levels, not of 4
     data.dequantize(jax.random.key(0), X, 3)
     with pytest.raises(ValueError, match=r"not on the grid k / 3 of 4 grey levels: X\[0, 1\] = 0.5"):
         data.dequantize(jax.random.key(0), X, 4)

@@ -7,6 +7,10 @@ import pytest
 
 from lecture6 import mlp
 
+# One architecture for the init, forward and error tests, where its size is not the point: init_mlp
+# compiles one program per architecture (and dtype), shared by these tests whatever their bias_init.
+SIZES = [3, 5, 4, 3]
+
 
 def _numpy_forward(params, x, sigma):
     """An example-by-example reference written from the slide: z = W h + b, h = sigma(z)."""
@@ -21,11 +25,19 @@ def _numpy_forward(params, x, sigma):
     return z, zs, hs
 
 
+def _normal_params(rng, sizes, scale, bias):
+    """Params drawn with NumPy (W ~ N(0, scale^2), b = bias) for the tests of the linear collapse, where
+    the draw is not what is checked: init_mlp compiles one program per architecture, these need none."""
+    return [{"W": jax.device_put(scale * rng.standard_normal((n_out, n_in))), "b": jax.device_put(np.full(n_out, bias))}
+            for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+
+
 def test_init_shapes_dtype_and_determinism(key):
-    params = mlp.init_mlp(key, [5, 7, 3, 2])
-    assert [(p["W"].shape, p["b"].shape) for p in params] == [((7, 5), (7,)), ((3, 7), (3,)), ((2, 3), (2,))]
+    params = mlp.init_mlp(key, SIZES)
+    assert [(p["W"].shape, p["b"].shape) for p in params] == [((5, 3), (5,)), ((4, 5), (4,)), ((3, 4), (3,))]
     assert all(p["W"].dtype == jnp.float64 for p in params)
-    again = mlp.init_mlp(key, [5, 7, 3, 2])
+    assert all(np.array_equal(p["b"], np.zeros(p["b"].shape)) for p in params)
+    again = mlp.init_mlp(key, SIZES)
     assert all(np.array_equal(a["W"], b["W"]) for a, b in zip(params, again))
     p32 = mlp.init_mlp(key, [2, 2], dtype=jnp.float32, bias_init=0.5)
     assert p32[0]["W"].dtype == jnp.float32
@@ -68,11 +80,12 @@ def test_init_rejects_bad_arguments(key, kwargs, match):
 
 @pytest.mark.parametrize(("activation", "sigma"), [("tanh", np.tanh), ("relu", lambda z: np.maximum(z, 0))])
 def test_forward_matches_example_by_example_reference(key, rng, activation, sigma):
-    params = mlp.init_mlp(key, [3, 5, 4, 2], bias_init=0.1)
+    params = mlp.init_mlp(key, SIZES, bias_init=0.1)
+    np.testing.assert_array_equal(params[1]["b"], [0.1] * 4)
     X = rng.normal(size=(6, 3))
-    yhat, cache = mlp.forward(params, X, activation=activation)
-    assert yhat.shape == (6, 2)
-    assert [z.shape for z in cache["z"]] == [(6, 5), (6, 4), (6, 2)]
+    yhat, cache = jax.tree.map(np.asarray, mlp.forward(params, X, activation=activation))  # read on the host
+    assert yhat.shape == (6, 3)
+    assert [z.shape for z in cache["z"]] == [(6, 5), (6, 4), (6, 3)]
     assert [h.shape for h in cache["h"]] == [(6, 3), (6, 5), (6, 4)]
     for i in range(X.shape[0]):
         y_ref, zs, hs = _numpy_forward(params, X[i], sigma)
@@ -82,22 +95,23 @@ def test_forward_matches_example_by_example_reference(key, rng, activation, sigm
             np.testing.assert_allclose(cache["h"][k][i], hs[k], rtol=1e-13, atol=1e-14)
     # One example (d,) gives the same numbers, without the batch axis.
     y1, c1 = mlp.forward(params, X[4], activation=activation)
-    assert y1.shape == (2,) and c1["z"][0].shape == (5,) and c1["h"][0].shape == (3,)
+    assert y1.shape == (3,) and c1["z"][0].shape == (5,) and c1["h"][0].shape == (3,)
     np.testing.assert_allclose(y1, yhat[4], rtol=1e-14)
     np.testing.assert_array_equal(mlp.predict(params, X, activation=activation), yhat)
 
 
 def test_softmax_output_is_a_distribution(key, rng):
-    params = mlp.init_mlp(key, [3, 4, 5])
-    p = mlp.predict(params, rng.normal(size=(7, 3)), output="softmax")
+    params = mlp.init_mlp(key, SIZES)
+    p = mlp.predict(params, rng.normal(size=(6, 3)), output="softmax")
+    assert p.shape == (6, 3)
     assert np.all(p > 0)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-14)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
-def test_collapse_linear_equals_identity_network(key, rng, depth):
+def test_collapse_linear_equals_identity_network(rng, depth):
     sizes = [3] + list(rng.integers(1, 6, size=depth - 1)) + [2]
-    params = mlp.init_mlp(key, sizes, init="normal", scale=0.8, bias_init=0.2)
+    params = _normal_params(rng, sizes, 0.8, 0.2)
     W, b = mlp.collapse_linear(params)
     assert W.shape == (2, 3) and b.shape == (2,)
     X = rng.normal(size=(5, 3))
@@ -105,8 +119,8 @@ def test_collapse_linear_equals_identity_network(key, rng, depth):
                                rtol=1e-12, atol=1e-13)
 
 
-def test_collapse_linear_two_layers_is_the_slide_formula(key):
-    params = mlp.init_mlp(key, [3, 4, 2], init="normal", bias_init=0.3)
+def test_collapse_linear_two_layers_is_the_slide_formula(rng):
+    params = _normal_params(rng, [3, 4, 2], 1.0, 0.3)
     (W1, b1), (W2, b2) = ((p["W"], p["b"]) for p in params)
     W, b = mlp.collapse_linear(params)
     np.testing.assert_allclose(W, W2 @ W1, rtol=1e-14)
@@ -114,7 +128,7 @@ def test_collapse_linear_two_layers_is_the_slide_formula(key):
 
 
 def test_forward_rejects_bad_inputs(key):
-    params = mlp.init_mlp(key, [3, 4, 2])
+    params = mlp.init_mlp(key, SIZES)
     with pytest.raises(ValueError, match=r"d = 3.*\(5, 4\)"):
         mlp.forward(params, jnp.ones((5, 4)))
     with pytest.raises(ValueError, match="'swish'"):

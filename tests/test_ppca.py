@@ -19,8 +19,9 @@ TOL = 1e-10  # float64 quantities of O(1..100) computed by different routes
 
 
 def _random_model(rng, d, q, sigma2=0.3):
+    # sigma2 a float64 array like a fitted model's (a Python float would be weakly typed: another program)
     return PPCA(jnp.asarray(rng.standard_normal((d, q))), jnp.asarray(rng.standard_normal(d)),
-                jnp.asarray(sigma2))
+                jnp.asarray(np.float64(sigma2)))
 
 
 def _dense_cov(model):
@@ -293,27 +294,29 @@ def test_jax_route_is_one_jittable_program(synthetic):
     assert "callback" not in jaxpr and "scan" in jaxpr
 
 
-def test_bad_jax_input_is_named_when_concrete(rng):
-    X = rng.standard_normal((10, 4))
+def test_bad_jax_input_is_named_when_concrete(rng, synthetic):
+    # The synthetic data's shape and q = 3: the JAX-route programs are the ones other tests here compile.
+    X = synthetic[0].copy()
     X[3, 2] = np.nan
     Xj = jnp.asarray(X)
-    for f in (lambda: ppca.fit_closed_form(Xj, 1), lambda: ppca.moments(Xj),
-              lambda: ppca.fit_em(Xj, 1, key=jax.random.key(0), iters=2),
-              lambda: ppca.fit_gradient(Xj, 1, key=jax.random.key(0), steps=2),
-              lambda: ppca.log_likelihood(_random_model(rng, 4, 1), Xj)):
+    for f in (lambda: ppca.fit_closed_form(Xj, 3), lambda: ppca.moments(Xj),
+              lambda: ppca.fit_em(Xj, 3, key=jax.random.key(0), iters=2),
+              lambda: ppca.fit_gradient(Xj, 3, key=jax.random.key(0), steps=2),
+              lambda: ppca.log_likelihood(_random_model(rng, 12, 3), Xj)):
         with pytest.raises(ValueError, match=r"NaN or inf \(1 entries; first at row 3, column 2: nan\)"):
             f()
-    with pytest.raises(ValueError, match="1 <= q < d = 4, got q=4"):
-        ppca.fit_closed_form(jnp.ones((10, 4)), 4)
+    ones = jnp.ones(X.shape)
+    with pytest.raises(ValueError, match="1 <= q < d = 12, got q=12"):
+        ppca.fit_closed_form(ones, 12)
     with pytest.raises(ValueError, match="2-D.*ndim=1"):
-        ppca.fit_closed_form(jnp.ones(8), 1)
+        ppca.fit_closed_form(ones[0], 3)
     with pytest.raises(ValueError, match="every feature of X is constant"):
-        ppca.fit_closed_form(jnp.ones((10, 4)), 1)
+        ppca.fit_closed_form(ones, 3)
     # Under jit the shapes are still checked ...
-    with pytest.raises(ValueError, match="1 <= q < d = 4, got q=4"):
-        jax.jit(ppca.fit_closed_form, static_argnames="q")(jnp.ones((10, 4)), q=4)
+    with pytest.raises(ValueError, match="1 <= q < d = 12, got q=12"):
+        jax.jit(ppca.fit_closed_form, static_argnames="q")(ones, q=12)
     # ... but not the values: NaN data give NaN parameters (documented).
-    model = jax.jit(ppca.fit_closed_form, static_argnames="q")(Xj, q=1)
+    model = jax.jit(ppca.fit_closed_form, static_argnames="q")(Xj, q=3)
     assert not np.all(np.isfinite(np.asarray(model.b)))
 
 
@@ -348,16 +351,17 @@ def test_closed_form_is_a_stationary_point_and_matches_the_eigendecomposition(sy
     q = 3
     model = ppca.fit_closed_form(X, q)
 
-    def loss(m):
+    def loss(m, X):
         return jnp.mean(ppca.log_likelihood(m, X))  # a traced model: the JAX route
 
     grad = jax.jit(jax.grad(loss))
-    grads = grad(model)
-    nudged = PPCA(model.W * 1.05, model.b + 0.05, model.sigma2 * 1.05)
-    scale = max(float(jnp.abs(leaf).max()) for leaf in jax.tree_util.tree_leaves(grad(nudged)))
+    grads = grad(model, X)
+    W, b, sigma2 = (np.asarray(p) for p in model)
+    nudged = PPCA(W * 1.05, b + 0.05, sigma2 * 1.05)
+    scale = max(float(np.abs(leaf).max()) for leaf in jax.tree_util.tree_leaves(grad(nudged, X)))
     assert scale > 1e-2
     for leaf in jax.tree_util.tree_leaves(grads):
-        assert float(jnp.abs(leaf).max()) < 1e-9 * scale
+        assert float(np.abs(leaf).max()) < 1e-9 * scale
     # Independent route: NumPy's eigendecomposition of the 1/n covariance.
     lam, U = np.linalg.eigh(np.cov(X, rowvar=False, bias=True))
     lam, U = lam[::-1], U[:, ::-1]
@@ -365,8 +369,8 @@ def test_closed_form_is_a_stationary_point_and_matches_the_eigendecomposition(sy
     np.testing.assert_allclose(float(model.sigma2), sigma2, rtol=1e-10)
     np.testing.assert_allclose(np.asarray(model.b), X.mean(axis=0), rtol=1e-12, atol=1e-12)
     # W^T W = Lambda_q - sigma2 I: the principal eigenvectors weighted by their eigenvalues.
-    np.testing.assert_allclose(np.asarray(model.W.T @ model.W), np.diag(lam[:q] - sigma2), atol=1e-9)
-    assert ppca.principal_angles(model.W, U[:, :q])[-1] < 1e-8
+    np.testing.assert_allclose(W.T @ W, np.diag(lam[:q] - sigma2), atol=1e-9)
+    assert ppca.principal_angles(W, U[:, :q])[-1] < 1e-8
 
 
 def test_fit_from_moments_equals_fit_from_data(synthetic):
@@ -421,8 +425,9 @@ def test_reruns_with_the_same_key_are_bit_identical(synthetic, em_fit, gradient_
         for a, b in zip(jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(again)):
             assert np.array_equal(np.asarray(a), np.asarray(b))
     model = em_fit[0]
-    assert np.array_equal(np.asarray(ppca.sample(model, jax.random.key(3), 2000)),
-                          np.asarray(ppca.sample(model, jax.random.key(3), 2000)))
+    n = SAMPLES  # the sampling test's n and d = 12, q = 3: one compiled sampler
+    assert np.array_equal(np.asarray(ppca.sample(model, jax.random.key(3), n)),
+                          np.asarray(ppca.sample(model, jax.random.key(3), n)))
     # ... and a different key gives a different start (so the comparison above could fail).
     other = ppca.fit_em(X, 3, key=jax.random.key(12), iters=400)
     assert not np.array_equal(np.asarray(other.W), np.asarray(model.W))
@@ -477,16 +482,17 @@ def test_posterior_equals_brute_force_conditioning(rng):
 
 def test_bayes_rule_normalizer_is_the_marginal(rng):
     # log p(x|h) + log p(h) - log p(h|x) = log Z(x) = log p(x), for any h.
-    d, q = 5, 2
+    d, q = 6, 2  # the shapes of the posterior test above: one compiled posterior
     model = _random_model(rng, d, q, sigma2=0.4)
-    x = rng.standard_normal((1, d))
-    mean, cov = ppca.posterior(model, x)
+    x = rng.standard_normal((4, d))
+    mean, cov = (np.asarray(a) for a in ppca.posterior(model, x))
     W, b, sigma2 = (np.asarray(p) for p in model)
-    for h in rng.standard_normal((3, q)):
-        log_joint = (scipy.stats.multivariate_normal(W @ h + b, sigma2 * np.eye(d)).logpdf(x[0])
+    log_marginal = np.asarray(ppca.log_likelihood(model, x))
+    for i, h in zip((0, 0, 3), rng.standard_normal((3, q))):
+        log_joint = (scipy.stats.multivariate_normal(W @ h + b, sigma2 * np.eye(d)).logpdf(x[i])
                      + scipy.stats.multivariate_normal(np.zeros(q), np.eye(q)).logpdf(h))
-        log_post = scipy.stats.multivariate_normal(np.asarray(mean[0]), np.asarray(cov)).logpdf(h)
-        np.testing.assert_allclose(log_joint - log_post, ppca.log_likelihood(model, x), rtol=TOL)
+        log_post = scipy.stats.multivariate_normal(mean[i], cov).logpdf(h)
+        np.testing.assert_allclose(log_joint - log_post, log_marginal[i], rtol=TOL)
 
 
 def test_reconstruction_from_posterior_mean(synthetic):
@@ -503,8 +509,11 @@ def test_reconstruction_from_posterior_mean(synthetic):
     np.testing.assert_allclose(X_hat, expected, rtol=1e-9, atol=1e-9)
 
 
+SAMPLES = 40000
+
+
 def test_sampling_moments_within_standard_errors(rng, key):
-    d, q, n = 4, 2, 40000
+    d, q, n = 12, 3, SAMPLES  # the shapes of the synthetic model (the rerun test samples it)
     model = _random_model(rng, d, q, sigma2=0.5)
     X = np.asarray(ppca.sample(model, key, n))
     assert X.shape == (n, d)

@@ -5,6 +5,7 @@ learning-rate grids, divergence, determinism, float32, and config checks.
 Compiled programs are shared through module-scoped fixtures: every ``make_train_runs`` is a compile.
 """
 
+import functools
 import os
 
 import chex
@@ -19,6 +20,7 @@ import pytest
 from lecture6 import runs as R
 from lecture6 import train as T
 from lecture6.data import xor
+from lecture6.mlp import init_std
 from lecture6.rundir import load_config_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +44,8 @@ def run(config, data=XOR, key=KEY, **kw):
 
 
 def take(tree, i):
-    return jax.tree.map(lambda a: a[i], tree)
+    """Run ``i`` of every leaf, read on the host (indexing a device array compiles a program per shape)."""
+    return jax.tree.map(lambda a: np.asarray(a)[i], tree)
 
 
 def assert_params_close(p, q, tol=TRAJ_TOL):
@@ -71,19 +74,42 @@ def f_mse(p, X, y, act):
 
 
 _init_seeds = jax.jit(T.init_seeds, static_argnums=(1, 2), static_argnames=("init", "scale", "bias_init", "dtype"))
+net_jit = jax.jit(net, static_argnums=2)
+
+NOISE = 128  # entries of the one normal draw initial() reads, enough for every config here
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _noise(key, dtype):
+    return jax.random.normal(key, (NOISE,), dtype)
 
 
 def initial(config):
-    """Every run's initial params, drawn as lecture6.train draws them (row s of one normal draw)."""
+    """Every run's initial params as lecture6.train documents them, built here with NumPy: run ``s``'s
+    weights are entries ``s P .. (s + 1) P - 1`` of one standard normal draw from ``split(KEY)[0]`` over the
+    ``P`` weights of every seed, layer by layer ``W = init_std * noise`` (row-major), ``b = bias_init``.
+    Threefry gives entry ``i`` the same value whatever the length drawn, so one compiled draw of NOISE
+    entries per dtype serves every config."""
     sizes = (2,) + (config["width"],) * config["depth"] + (1,)
-    return _init_seeds(jax.random.split(KEY)[0], sizes, config["seeds"], init=config["init"],
-                       scale=config["init_scale"], bias_init=config["bias_init"], dtype=config["dtype"])
+    seeds, P = config["seeds"], T.n_weights(sizes)
+    assert seeds * P <= NOISE
+    dtype = jnp.dtype(config["dtype"])
+    noise = np.asarray(_noise(jax.random.split(KEY)[0], dtype))[: seeds * P].reshape(seeds, P)
+    params, start = [], 0
+    for i, o in zip(sizes[:-1], sizes[1:]):
+        std = np.asarray(init_std(config["init"], i, o, config["init_scale"]), dtype)
+        params.append({"W": std * noise[:, start:start + o * i].reshape(seeds, o, i),
+                       "b": np.full((seeds, o), config["bias_init"], dtype)})
+        start += o * i
+    return params
 
 
 def sgd_replay(p, X, y, act, eps, steps):
-    """``steps`` updates p <- p - eps df/dp of the independent f_MSE, one compiled loop."""
+    """``steps`` updates p <- p - eps df/dp of the independent f_MSE, one compiled loop; returns the
+    final p and its f_MSE."""
     step = lambda p, _: (jax.tree.map(lambda a, g: a - eps * g, p, jax.grad(f_mse)(p, X, y, act)), None)
-    return jax.lax.scan(step, p, None, length=steps)[0]
+    p = jax.lax.scan(step, p, None, length=steps)[0]
+    return p, f_mse(p, X, y, act)
 
 
 sgd_replay = jax.jit(sgd_replay, static_argnums=(3, 5))
@@ -158,10 +184,11 @@ def test_sgd_is_the_slides_update_written_out(layout, grid_vmap, grid_seeds_last
     two seeds at each rate of the grid, in both layouts."""
     _, res = grid_vmap if layout == "vmap" else grid_seeds_last
     X, y = XOR
+    res = take(res, slice(None))  # on the host
     for r in (0, 1, 8, 9):
-        p = sgd_replay(take(initial(GRID), int(res.seed[r])), X, y, "sigmoid", res.lr[r], GRID["epochs"])
+        p, loss = sgd_replay(take(initial(GRID), int(res.seed[r])), X, y, "sigmoid", res.lr[r], GRID["epochs"])
         assert_params_close(p, take(res.params, r))
-        np.testing.assert_allclose(res.final_loss[r], f_mse(p, X, y, "sigmoid"), rtol=1e-12)
+        np.testing.assert_allclose(res.final_loss[r], loss, rtol=1e-12)
 
 
 def test_adam_matches_optax_directly():
@@ -184,6 +211,21 @@ def test_adam_matches_optax_directly():
 MINI = cfg(seeds=2, epochs=3, log_every=1, batch_size=2, lr=0.2, depth=2, activation="tanh", layout="vmap")
 
 
+@jax.jit
+def epoch_order(s, e):
+    """The order of the 4 examples in epoch ``e`` of seed ``s`` of MINI: a permutation drawn from the epoch
+    folded into the seed's order key (the second half of ``split(KEY)``, split over the 2 seeds)."""
+    order_key = jax.random.split(jax.random.split(KEY)[1], 2)[s]
+    return jax.random.permutation(jax.random.fold_in(order_key, e), 4)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def sgd_step(p, X, y, act, eps):
+    """One update p <- p - eps df/dp of the independent f_MSE; returns (f before the step, the new p)."""
+    value, g = jax.value_and_grad(f_mse)(p, X, y, act)
+    return value, jax.tree.map(lambda a, b: a - eps * b, p, g)
+
+
 @pytest.fixture(scope="module")
 def minibatch():
     return run(MINI)[1]
@@ -193,19 +235,16 @@ def test_minibatches_are_reshuffled_each_epoch_and_the_history_is_the_epoch_mean
     """batch_size 2: two steps per epoch over an order drawn per epoch and seed; the history entry of an
     epoch is the mean of its two minibatch losses, each taken before its step (replayed here)."""
     X, y = XOR
-    grad = jax.jit(jax.value_and_grad(f_mse), static_argnums=3)
-    order_keys = jax.random.split(jax.random.split(KEY)[1], 2)
     orders = set()
     for s in range(2):
         p = take(initial(MINI), s)
         for e in range(3):
-            perm = np.asarray(jax.random.permutation(jax.random.fold_in(order_keys[s], e), 4))
+            perm = np.asarray(epoch_order(s, e))
             orders.add(tuple(perm.tolist()))
             losses = []
             for rows in perm.reshape(2, 2):
-                value, g = grad(p, X[rows], y[rows], "tanh")
+                value, p = sgd_step(p, X[rows], y[rows], "tanh", 0.2)
                 losses.append(float(value))
-                p = jax.tree.map(lambda a, b: a - 0.2 * b, p, g)
             np.testing.assert_allclose(minibatch.loss[s, e], np.mean(losses), rtol=1e-12)
         assert_params_close(p, take(minibatch.params, s))
     assert len(orders) > 1  # the order changes between epochs and seeds
@@ -235,7 +274,7 @@ def test_default_config_in_float32_with_x64_off():
     np.testing.assert_array_equal(auto.solved, hand.solved)
     X, y = XOR
     p0 = jax.tree.map(lambda a: a.astype(jnp.float64), p0)
-    ref = jax.vmap(lambda p: sgd_replay(p, X, y, "relu", 0.1, 200))(p0)
+    ref = jax.vmap(lambda p: sgd_replay(p, X, y, "relu", 0.1, 200)[0])(p0)
     assert_params_close(auto.params, ref, tol=1e-4)
 
 
@@ -244,7 +283,7 @@ def test_known_good_config_solves_xor():
     _, res = run(cfg(seeds=64, epochs=1000, log_every=100, width=8, activation="tanh", init="glorot", lr=0.5))
     assert np.mean(res.solved) >= 0.9 and not res.diverged.any()
     i = int(np.argmax(res.solved))  # solved: all four outputs within 0.5, by the independent forward
-    assert np.all(np.abs(np.asarray(net(take(res.params, i), XOR[0], "tanh"))[:, 0] - XOR[1]) < 0.5)
+    assert np.all(np.abs(np.asarray(net_jit(take(res.params, i), XOR[0], "tanh"))[:, 0] - XOR[1]) < 0.5)
     med = np.median(np.asarray(res.loss), axis=0)
     assert med[-1] < 0.5 * med[0]
 
@@ -291,15 +330,20 @@ def test_all_diverged_aggregates_are_none(diverging):
 
 def test_seed_draws_do_not_depend_on_the_number_of_seeds():
     sizes = (2, 3, 1)
-    three, seven = (jax.jit(lambda s, n=n: T.draw_network(KEY, s, T.check_config(cfg(seeds=n)), sizes))
-                    for n in (3, 7))
+
+    @jax.jit  # both families in one program: (params, order key data) of seed s out of 3 and out of 7
+    def three_and_seven(s):
+        draws = (T.draw_network(KEY, s, T.check_config(cfg(seeds=n)), sizes) for n in (3, 7))
+        return [(params, jax.random.key_data(order_key)) for params, order_key in draws]
+
+    draws = [jax.tree.map(np.asarray, three_and_seven(s)) for s in range(6)]
     for s in range(3):
-        (a, ka), (b, kb) = three(s), seven(s)
+        (a, ka), (b, kb) = draws[s]
         assert_params_close(a, b, tol=0)
-        np.testing.assert_array_equal(jax.random.key_data(ka), jax.random.key_data(kb))
-    assert not np.allclose(three(0)[0][0]["W"], three(1)[0][0]["W"])
+        np.testing.assert_array_equal(ka, kb)
+    assert not np.allclose(draws[0][0][0][0]["W"], draws[1][0][0][0]["W"])
     # a seed outside [0, seeds) is NaN, never another seed's weights
-    assert np.isnan(np.asarray(three(5)[0][0]["W"])).all()
+    assert np.isnan(draws[5][0][0][0]["W"]).all() and not np.isnan(draws[5][1][0][0]["W"]).any()
 
 
 def test_init_seeds_has_the_init_std(rng):
