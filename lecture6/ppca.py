@@ -175,6 +175,12 @@ def _raise_non_finite(X: jax.Array, name: str, row_offset: int | None = None):
     raise ValueError(f"{name} has values too large to sum in {X.dtype} (max |x| = {biggest:.3g})")
 
 
+def _to_device(a, dtype) -> jax.Array:
+    """A host result as a ``jax.Array`` of ``dtype``: ``jax.device_put`` copies it, where ``jnp.asarray``
+    would compile a program for every new shape."""
+    return jax.device_put(np.asarray(a, dtype=dtype))
+
+
 def _check_model(model: PPCA, d: int | None = None) -> None:
     W, b, sigma2 = model
     if jnp.ndim(W) != 2:
@@ -298,7 +304,7 @@ def log_likelihood(model: PPCA, X) -> jax.Array:
             _check_finite(X, "X")
             raise ValueError("log-likelihood is not finite although X is; the model is degenerate "
                              f"(sigma2={float(model.sigma2):.3g})")
-        return jnp.asarray(out, dtype=dtype)
+        return _to_device(out, dtype)
     X = _as_2d(X, model)
     out, finite = _log_likelihood_checked(*model, X)
     if not _is_traced(out) and not bool(finite):
@@ -532,8 +538,7 @@ def _closed_form_host(mean, S, q, min_sigma2, dtype) -> PPCA:
     lam_q, U_q = np.clip(lam_q[::-1], 0.0, None), U_q[:, ::-1]
     floor = float(_sigma2_floor(trace / d, min_sigma2, np.float64))
     W, sigma2 = _tipping_bishop(lam_q, U_q, (trace - float(np.sum(lam_q))) / (d - q), floor)
-    return PPCA(jnp.asarray(W.astype(dtype)), jnp.asarray(mean.astype(dtype)),
-                jnp.asarray(np.asarray(sigma2, dtype)))
+    return PPCA(_to_device(W, dtype), _to_device(mean, dtype), _to_device(sigma2, dtype))
 
 
 def spectrum(X) -> tuple:
@@ -843,8 +848,7 @@ def _models_for_qs(mean, eigvals, eigvecs, qs, floor, dtype) -> list[PPCA]:
     out = []
     for q in qs:
         W, sigma2 = _closed_form_from_eig(eigvals, eigvecs, q, floor)
-        out.append(PPCA(jnp.asarray(W.astype(dtype)), jnp.asarray(mean.astype(dtype)),
-                        jnp.asarray(np.asarray(sigma2, dtype))))
+        out.append(PPCA(_to_device(W, dtype), _to_device(mean, dtype), _to_device(sigma2, dtype)))
     return out
 
 
