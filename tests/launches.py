@@ -88,6 +88,14 @@ def registered() -> list[Launch]:
     return list(_ALL)
 
 
+def without_timings(obj):
+    """A script's JSON output less its timings (keys ending in ``seconds`` or ``per_second``), to compare runs."""
+    if isinstance(obj, dict):
+        return {k: without_timings(v) for k, v in obj.items()
+                if not (k.endswith("seconds") or k.endswith("per_second"))}
+    return [without_timings(v) for v in obj] if isinstance(obj, list) else obj
+
+
 def python(*args: str) -> list[str]:
     """``[sys.executable, *args]``: the interpreter running the tests."""
     return [sys.executable, *args]

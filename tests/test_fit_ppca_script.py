@@ -105,12 +105,6 @@ def test_latent_and_heldout_figures_are_written(tmp_path, rng):
     _check_png(tmp_path / "heldout.png", min_size=(400, 250))
 
 
-def _without_timings(obj):
-    if isinstance(obj, dict):
-        return {k: _without_timings(v) for k, v in obj.items() if not k.endswith("seconds")}
-    return [_without_timings(v) for v in obj] if isinstance(obj, list) else obj
-
-
 def test_a_rerun_of_the_script_writes_identical_metrics():
     """The same command twice, each in its own process: metrics.json equal to the last bit, timings aside."""
     runs = []
@@ -118,7 +112,7 @@ def test_a_rerun_of_the_script_writes_identical_metrics():
         assert launch.result().returncode == 0, launch.result().stderr
         text = (pathlib.Path(launch.out) / "runs" / "ppca" / "metrics.json").read_text()
         runs.append(json.loads(text))
-    assert _without_timings(runs[0]) == _without_timings(runs[1])
+    assert launches.without_timings(runs[0]) == launches.without_timings(runs[1])
     assert runs[0]["em"]["test_loglik"] == runs[1]["em"]["test_loglik"]  # floats compared exactly, not rounded
 
 
@@ -129,7 +123,7 @@ def test_under_the_launcher_the_script_writes_the_same_metrics():
     workdir = pathlib.Path(DIGITS_LAUNCHED.out) / "runs" / "ppca"
     assert os.listdir(workdir.parent) == ["ppca"]
     one = json.loads((pathlib.Path(DIGITS.out) / "runs" / "ppca" / "metrics.json").read_text())
-    assert _without_timings(json.loads((workdir / "metrics.json").read_text())) == _without_timings(one)
+    assert launches.without_timings(json.loads((workdir / "metrics.json").read_text())) == launches.without_timings(one)
 
 
 def test_unknown_override_is_rejected():

@@ -64,13 +64,6 @@ STUDY_LAUNCHED = launches.launch("xor_study_2x2", under_launcher(
     "--outdir={out}/study"), timeout=660)
 
 
-def _without_timings(obj):
-    if isinstance(obj, dict):
-        return {k: _without_timings(v) for k, v in obj.items()
-                if not (k.endswith("seconds") or k.endswith("per_second"))}
-    return [_without_timings(v) for v in obj] if isinstance(obj, list) else obj
-
-
 @pytest.fixture(scope="module")
 def xor_script_run(tmp_path_factory):
     """train_xor.py launched for real, and the same config run in-process by experiment.run_xor."""
@@ -134,8 +127,8 @@ def test_train_xor_under_the_launcher_writes_what_one_process_writes(xor_script_
     assert os.listdir(XOR_LAUNCHED.out) == ["script"]  # process 0 alone wrote; nothing temporary is left
     one, two = pathlib.Path(XOR.out) / "script", pathlib.Path(XOR_LAUNCHED.out) / "script"
     assert sorted(os.listdir(one)) == sorted(os.listdir(two))
-    assert (_without_timings(json.loads((two / "summary.json").read_text()))
-            == _without_timings(json.loads((one / "summary.json").read_text())))
+    assert (launches.without_timings(json.loads((two / "summary.json").read_text()))
+            == launches.without_timings(json.loads((one / "summary.json").read_text())))
     assert (two / "metrics.jsonl").read_bytes() == (one / "metrics.jsonl").read_bytes()
     a, b = np.load(one / "params.npz"), np.load(two / "params.npz")
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
@@ -147,8 +140,8 @@ def test_xor_study_under_the_launcher_gives_the_same_table():
     assert p.returncode == 0, p.stdout + p.stderr
     one, two = pathlib.Path(STUDY.out) / "study", pathlib.Path(STUDY_LAUNCHED.out) / "study"
     assert (two / "study.csv").read_bytes() == (one / "study.csv").read_bytes()
-    assert (_without_timings(json.loads((two / "summary.json").read_text()))
-            == _without_timings(json.loads((one / "summary.json").read_text())))
+    assert (launches.without_timings(json.loads((two / "summary.json").read_text()))
+            == launches.without_timings(json.loads((one / "summary.json").read_text())))
 
 
 def test_train_digits_script_reports_test_accuracy():
