@@ -53,4 +53,4 @@ lint: $(STAMP)
 	$(PY) -m ruff check lecture6 scripts tests benchmarks configs
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs .cache

@@ -7,7 +7,8 @@ mistyped ``--config.<field>`` is an error; ``--workdir``), then one call into :m
 a bad value into one line on stderr and a non-zero exit, instead of a traceback. It first joins the
 other processes of the run, if any (:func:`lecture6.distributed.initialize`: under ``python -m
 lecture6.launch`` or on a cluster), so every script runs unchanged as one process or many; then
-:func:`atomic_workdir` writes in process 0 only.
+:func:`atomic_workdir` writes in process 0 only. Compiled programs are kept in a persistent compilation
+cache (:func:`use_compilation_cache`), so a rerun of a script skips most of XLA's compiling.
 """
 
 from __future__ import annotations
@@ -70,10 +71,29 @@ def _parse_flags(argv: list[str], default_config: str) -> list[str]:
     return rest
 
 
-def run(main: Callable[[list[str]], None], default_config: str) -> None:
+CACHE_DIR = os.path.join(".cache", "jax")  # under the repository root; git-ignored
+
+
+def use_compilation_cache(path: str) -> str:
+    """Keep compiled programs in JAX's persistent compilation cache at ``path`` (those that took at least
+    ``jax_persistent_cache_min_compile_time_secs``, 1 s by default, to compile), unless a cache directory
+    is set already (``JAX_COMPILATION_CACHE_DIR``, or ``jax.config``); returns the directory in use."""
+    import jax
+
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return current
+    jax.config.update("jax_compilation_cache_dir", path)
+    return path
+
+
+def run(main: Callable[[list[str]], None], default_config: str, *,
+        before_jax: Callable[[], object] | None = None) -> None:
     """``absl.app.run(main)`` for a script whose ``--config`` flag (default ``None``) falls back to
     ``default_config``, with one-line errors: the flags (:func:`_parse_flags`), and a ``ValueError`` (a
-    bad config value, bad data) or :class:`lecture6.runs.TrainingDiverged` raised by ``main``."""
+    bad config value, bad data) or :class:`lecture6.runs.TrainingDiverged` raised by ``main``.
+    ``before_jax()``, if given, runs once the flags are parsed and before JAX starts a backend (e.g.
+    :func:`lecture6.sharding.split_host_cpu`)."""
     from absl import app, logging
 
     from lecture6.runs import TrainingDiverged
@@ -84,7 +104,11 @@ def run(main: Callable[[list[str]], None], default_config: str) -> None:
         logging.set_verbosity(logging.WARNING)  # keep JAX's backend INFO lines out of the progress output
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        if before_jax is not None:
+            before_jax()
         distributed.initialize()  # before any JAX computation; does nothing outside a launch or cluster
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(default_config)))  # configs/ is in the repo root
+        use_compilation_cache(os.path.join(repo, CACHE_DIR))
         if not distributed.is_writer():  # one log, process 0's; errors still reach stderr
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
         try:

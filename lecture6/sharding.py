@@ -15,6 +15,8 @@ What lives here
   ``jax.make_array_from_process_local_data`` joins the blocks into one global array.
 * :func:`shard_leading`: split the leading axis of every leaf of a pytree (training runs: seeds and
   learning rates) over a ``runs`` axis (:mod:`lecture6.runs`).
+* :func:`split_host_cpu`: before JAX starts, show the CPU as one device per core (``XLA_FLAGS``), so
+  that a program split over the devices uses every core.
 * :func:`to_host`: an array as NumPy on the host, gathered from every process when it is split over
   several (what a caller does where it needs host values, and only there).
 * PPCA on padded rows: :func:`ppca_moments`, :func:`fit_ppca`, :func:`ppca_mean_log_likelihood`,
@@ -28,6 +30,9 @@ devices by process; so the valid rows keep their global indices and a bad row is
 
 from __future__ import annotations
 
+import os
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,6 +43,40 @@ from lecture6 import ppca
 
 DATA = "data"  # the mesh axis that rows of data are split over
 RUNS = "runs"  # the mesh axis that independent training runs are split over
+HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def split_host_cpu(devices: int) -> int:
+    """Show JAX's CPU platform as ``devices`` devices (``XLA_FLAGS=--xla_force_host_platform_device_count``),
+    unless ``XLA_FLAGS`` already sets a count (``python -m lecture6.launch --devices-per-process``, or the
+    user); returns the count in effect. Only before JAX has started a backend: afterwards the count is
+    fixed, and this raises ``RuntimeError``.
+
+    One XLA CPU device runs a program's loop on about one core; several host devices, each running its
+    shard of a program split over a mesh, use every core (the XOR study of ``scripts/xor_study.py``:
+    ``benchmarks/bench_study.py``). Accelerators are not affected: the CPU devices are then not the
+    default ones.
+    """
+    if devices < 1:
+        raise ValueError(f"host devices must be >= 1, got {devices}")
+    flags = os.environ.get("XLA_FLAGS", "")
+    found = re.search(rf"{HOST_DEVICE_FLAG}=(\d+)", flags)
+    if found:
+        return int(found.group(1))
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        raise RuntimeError("split_host_cpu() must run before JAX starts a backend (before any computation)")
+    os.environ["XLA_FLAGS"] = " ".join([*flags.split(), f"{HOST_DEVICE_FLAG}={devices}"])
+    return devices
 
 
 def make_mesh(axis: str = DATA, devices=None) -> Mesh:

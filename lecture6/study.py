@@ -2,16 +2,19 @@
 
 Every cell (width, activation) trains ``seeds`` networks, exactly as ``scripts/train_xor.py`` would with
 that width and activation (same seeds, same initial weights, same arithmetic), and counts those whose
-four outputs all end within 0.5 of their targets. The whole study is **one** compiled program: a
-program per cell spent far more time compiling than training (about 2.5 s against 0.1-0.3 s a cell).
-Inside it there is one training loop per width, run by ``lax.map`` for each activation, which
-``lax.switch`` picks by its index.
+four outputs all end within 0.5 of their targets. The study is **one compiled program per width**, each
+holding a training loop per activation (the activation fixed in it): a program per cell spent far more
+time compiling than training (about 2.5 s against 0.1-0.3 s a cell), and an activation picked at run
+time by ``lax.switch``, one loop per width, trained 2.2x slower (27 s against 12 s for the 18 cells at
+10,000 seeds on one core: the conditional in the step splits XLA's fusions). The programs compile side
+by side, one per core (:meth:`Study.compile`), and run one after another, each width's rows reaching the
+host as soon as it finishes.
 :func:`wilson_interval` gives each rate's 95% interval; :func:`write_study` writes the table (Markdown
 and CSV), the plot and the timings.
 
 **A long study survives interruption.** With ``outdir``, :func:`solvability_study` writes each width's
-rows (a *cell block*, ``outdir/cells/width_W.json``) the moment that width's loop finishes, from inside
-the program (``io_callback``), each file written whole (a temporary file, then ``os.replace``). A rerun on
+rows (a *cell block*, ``outdir/cells/width_W.json``) the moment that width's program finishes, each
+file written whole (a temporary file, then ``os.replace``). A rerun on
 the same ``outdir`` reuses the blocks of the same study -- same training config, seed count, width and
 activations, recorded in each block as its *fingerprint* -- and trains only the missing ones; a block of
 another study is refused (or, with ``replace_stale=True``, recomputed). The final files
@@ -27,11 +30,11 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import io_callback
 from jax.sharding import NamedSharding, PartitionSpec
 from scipy import stats
 
@@ -65,25 +68,55 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return float(ci.low), float(ci.high)
 
 
-def padded_width(width: int) -> int:
-    """The width a cell is padded to: the next power of two, at least 4. A step of width 4 costs about
-    what one of width 1 or 2 does, while width 16 costs several times more (benchmarks/bench_study.py)."""
-    return max(4, 1 << (int(width) - 1).bit_length())
-
-
 def _with(config, **changes):
     return check_config({**config.to_dict(), **changes})
 
 
-def make_study(config, cells: Sequence[tuple[str, int]], data, *, on_width: Callable | None = None, mesh=None):
-    """One jitted ``study(key) -> (solved, final_loss, diverged)``, each ``(len(cells), seeds)``.
+class Study:
+    """The study's programs, one per width (:func:`make_study`): ``study(key)`` runs them all,
+    :meth:`compile` compiles them first (side by side, one thread per core), :meth:`run` calls back as each
+    width finishes."""
+
+    def __init__(self, cells, programs: dict, seeds: int):
+        self.cells, self.programs, self.seeds = list(cells), programs, seeds
+        self.compiled: dict = {}
+
+    def compile(self, key, *, threads: int | None = None) -> Study:
+        """Compile every width's program for ``key``, ``threads`` at a time (default: one per core; XLA
+        compiles one program on about one core). Returns ``self``."""
+        def one(width):
+            return width, self.programs[width].lower(key).compile()
+
+        with ThreadPoolExecutor(threads or sharding.available_cores()) as pool:
+            self.compiled.update(pool.map(one, [w for w in self.programs if w not in self.compiled]))
+        return self
+
+    def run(self, key, *, on_width: Callable | None = None):
+        """``(solved, final_loss, diverged)``, each ``(len(cells), seeds_padded)`` in the order of ``cells``.
+
+        Every width's program is dispatched at once (they run one after another on a device);
+        ``on_width(width, solved, final_loss, diverged)``, if given, is called on the host as each width
+        finishes, with that width's NumPy results, each ``(activations of the width, seeds)`` in the order of
+        ``cells``, the padding networks cut off."""
+        pending = {w: self.compiled.get(w, self.programs[w])(key) for w in self.programs}
+        if on_width is not None:
+            for width, results in pending.items():
+                on_width(width, *(sharding.to_host(r)[:, :self.seeds] for r in results))
+        by_width = [(a, w) for w in pending for a, v in self.cells if v == w]  # the rows of the widths' results
+        order = jnp.array([by_width.index(c) for c in self.cells])
+        return tuple(jnp.concatenate(r)[order] for r in zip(*pending.values()))
+
+    __call__ = run
+
+
+def make_study(config, cells: Sequence[tuple[str, int]], data, *, mesh=None) -> Study:
+    """The study of ``cells`` as one jitted program per width: ``study(key) -> (solved, final_loss,
+    diverged)``, each ``(len(cells), seeds)`` (:class:`Study`).
 
     ``cells`` are ``(activation, width)`` pairs; every other field comes from ``config`` (``config.lr``
     for every run). Cell ``(a, w)`` trains exactly the networks :func:`lecture6.runs.make_train_runs`
-    trains for ``config`` with width ``w`` and activation ``a``. ``on_width(width, solved, final_loss,
-    diverged)``, if given, is called on the host from inside the program (``io_callback``) as soon as
-    one width's loop has finished, with that width's NumPy results, each ``(activations of the width,
-    seeds)`` in the order of ``cells``; the widths' loops may finish in any order.
+    trains for ``config`` with width ``w`` and activation ``a``: a width's program holds one training loop
+    per activation, each for all seeds.
 
     On several devices (or a ``mesh`` with a ``runs`` axis; :func:`lecture6.runs.runs_mesh`) the seeds
     are split over the ``runs`` axis, padded to a multiple of its size with NaN networks (flagged
@@ -104,6 +137,8 @@ def make_study(config, cells: Sequence[tuple[str, int]], data, *, on_width: Call
     def sizes(width):
         return (X.shape[1],) + (width,) * config.depth + (Y.shape[1],)
 
+    P_max = max(n_weights(sizes(w)) for w in widths)  # every width's draw is the same, sized for the widest
+
     def first_params(noise, width):
         """Every seed's initial params at ``width``, leading axis ``S``: seed s starts from row s of
         ``normal(init_key, (S, P))`` as in :func:`lecture6.train.init_params`, which is the first ``S * P``
@@ -115,46 +150,30 @@ def make_study(config, cells: Sequence[tuple[str, int]], data, *, on_width: Call
         rows = jnp.concatenate([rows, jnp.full((S_pad - S, P), jnp.nan, rows.dtype)]) if S_pad > S else rows
         return jax.vmap(draw)(place(rows))
 
-    def train_width(width, acts, noise, order_keys):
-        """Every cell of one width: ``(solved, final_loss, diverged)``, each ``(len(acts), S)``. ``lax.map``
-        over the activations, each training all ``S`` seeds with the activation picked by ``lax.switch``."""
-        cfg = check_config({**config.to_dict(), "width": width})
-        layout = choose_layout(cfg, X, Y)
-        fns = [get_activation(a)[0] for a in acts]
-        params, lr = first_params(noise, width), place(jnp.full((S_pad,), config.lr, X.dtype))
-
-        def train_cell(a):
-            p = program_over_runs(cfg, (X, Y), layout, sigma=lambda z: jax.lax.switch(a, fns, z), mesh=mesh)
-            state, (loss, acc) = jax.lax.scan(p.epochs, p.init(params, order_keys, lr), jnp.arange(p.n_log))
-            res = p.finish(state, loss.T, acc.T, jnp.arange(S_pad), lr)
-            return res.solved, res.final_loss, res.diverged
-
-        return jax.lax.map(train_cell, jnp.arange(len(acts)))
-
-    def study(key):
+    def train_width(width, acts, key):
+        """Every cell of one width: ``(solved, final_loss, diverged)``, each ``(len(acts), S)``; one
+        training loop per activation, each training all ``S`` seeds."""
         init_key, order_key = jax.random.split(key)  # as lecture6.train.draw_network splits it
-        noise = jax.random.normal(init_key, (S * max(n_weights(sizes(w)) for w in widths),), X.dtype)
+        noise = jax.random.normal(init_key, (S * P_max,), X.dtype)
         minibatches = config.batch_size < X.shape[0]  # full batch: no minibatch order to draw
         seeds = jnp.minimum(jnp.arange(S_pad), S - 1)  # a padding network reuses the last seed's order key
         order_keys = jax.random.split(order_key, S)[seeds] if minibatches else jax.vmap(lambda _: order_key)(seeds)
         order_keys = place(order_keys)
-        out = {}
-        for width in widths:
-            acts = [a for a, w in cells if w == width]
-            results = train_width(width, acts, noise, order_keys)
-            if on_width is not None:  # the host hears of this width as soon as its loop is done
-                io_callback(functools.partial(_real_seeds, on_width, width, S), None, *results)
-            for a, *res in zip(acts, *results):
-                out[a, width] = res
-        return tuple(jnp.stack(r) for r in zip(*(out[c] for c in cells)))
+        cfg = check_config({**config.to_dict(), "width": width})
+        layout = choose_layout(cfg, X, Y)
+        params, lr = first_params(noise, width), place(jnp.full((S_pad,), config.lr, X.dtype))
+        results = []
+        for act in acts:
+            p = program_over_runs(cfg, (X, Y), layout, sigma=get_activation(act)[0], mesh=mesh)
+            state, (loss, acc) = jax.lax.scan(p.epochs, p.init(params, order_keys, lr), jnp.arange(p.n_log))
+            res = p.finish(state, loss.T, acc.T, jnp.arange(S_pad), lr)
+            results.append((res.solved, res.final_loss, res.diverged))
+        return tuple(jnp.stack(r) for r in zip(*results))
 
     out = None if mesh is None else NamedSharding(mesh, PartitionSpec(None, sharding.RUNS))
-    return jax.jit(study, out_shardings=out, compiler_options=seeds_last_compiler_options())
-
-
-def _real_seeds(on_width, width, seeds, *results):
-    """``on_width`` with the padding networks of a mesh (the columns past ``seeds``) cut off."""
-    return on_width(width, *(np.asarray(r)[:, :seeds] for r in results))
+    programs = {w: jax.jit(functools.partial(train_width, w, [a for a, v in cells if v == w]), out_shardings=out,
+                           compiler_options=seeds_last_compiler_options()) for w in widths}
+    return Study(cells, programs, S)
 
 
 def solvability_study(config, *, widths: Sequence[int] = WIDTHS, activations: Sequence[str] = ACTIVATIONS,
@@ -204,37 +223,29 @@ def solvability_study(config, *, widths: Sequence[int] = WIDTHS, activations: Se
 
 
 def _train_cells(config, cells, cells_dir, timing, log) -> dict[int, list[dict]]:
-    """Compile and run one program for ``cells``; with ``cells_dir`` write each width's block as it
+    """Compile and run the programs for ``cells``; with ``cells_dir`` write each width's block as it
     finishes. Returns the rows by width and fills in ``timing``."""
     seeds = config.seeds
-    errors = []
+    out: dict[int, list[dict]] = {}
 
-    def write_block(width, solved, final_loss, diverged):  # runs on the host, inside the program
-        try:
-            acts = [a for a, w in cells if w == width]
-            path = _write_block(cells_dir, config, width, acts, _cell_rows(config, width, acts, solved,
-                                                                            final_loss, diverged))
+    def finished(width, solved, final_loss, diverged):
+        acts = [a for a, w in cells if w == width]
+        out[width] = _cell_rows(config, width, acts, solved, final_loss, diverged)
+        if cells_dir is not None:
+            path = _write_block(cells_dir, config, width, acts, out[width])
             log(f"width {width} done: wrote {os.path.relpath(path, os.path.dirname(cells_dir))}")
-        except Exception as exc:  # raised after the program (an exception here would abort it opaquely)
-            errors.append(exc)
 
-    study = make_study(config, cells, xor(), on_width=None if cells_dir is None else write_block)
+    study = make_study(config, cells, xor())
     key = jax.random.key(config.seed)
     t0 = time.perf_counter()
-    compiled = study.lower(key).compile()
+    study.compile(key)
     timing["compile_seconds"] = time.perf_counter() - t0
-    log(f"compiled the study ({len(cells)} cells x {seeds} seeds) in {timing['compile_seconds']:.2f} s; training ...")
+    k = len(study.programs)
+    log(f"compiled the study ({len(cells)} cells x {seeds} seeds, {k} program{'s' * (k != 1)}, one per width) in "
+        f"{timing['compile_seconds']:.2f} s; training on {len(jax.devices())} device(s) ...")
     t0 = time.perf_counter()
-    results = jax.block_until_ready(compiled(key))
+    study.run(key, on_width=finished)
     timing["train_seconds"] = time.perf_counter() - t0
-    solved, final_loss, diverged = (sharding.to_host(a)[:, :seeds] for a in results)  # from every device
-    if errors:
-        raise errors[0]
-    out: dict[int, list[dict]] = {}
-    for width in dict.fromkeys(w for _, w in cells):
-        i = [k for k, (_, w) in enumerate(cells) if w == width]
-        acts = [cells[k][0] for k in i]
-        out[width] = _cell_rows(config, width, acts, solved[i], final_loss[i], diverged[i])
     return out
 
 

@@ -3,9 +3,11 @@
     python scripts/xor_study.py --config configs/xor.py --seeds 10000 --outdir runs/xor_study
 
 Trains ``--seeds`` networks for every width in ``--widths`` and activation in ``--activations`` (every
-other field from the config: init, lr, epochs, ...), all in one compiled program, then writes
+other field from the config: init, lr, epochs, ...), in one compiled program per width, then writes
 ``study.md`` and ``study.csv`` (success rates with 95% Wilson intervals), ``success_vs_width.png`` and
-``summary.json`` (the rows, compile and train seconds) into ``--outdir``.
+``summary.json`` (the rows, compile and train seconds) into ``--outdir``. On a CPU the seeds are split
+over one JAX device per core (``--host_devices``), each core training its share; the table is the same
+for any number of devices. A rerun compiles little: programs are kept in ``.cache/jax``.
 
 Interrupted and rerun. Each width's rows are written to ``--outdir/cells/width_W.json`` the moment that
 width is trained; the same command run again on the same ``--outdir`` reuses those blocks (it says which)
@@ -20,7 +22,7 @@ import pathlib
 from absl import flags
 from ml_collections import config_flags
 
-from lecture6 import distributed, rundir, study
+from lecture6 import distributed, rundir, sharding, study
 
 CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "xor.py")
 _CONFIG = config_flags.DEFINE_config_file("config", None, f"base training config (default {CONFIG})",
@@ -29,6 +31,10 @@ _SEEDS = flags.DEFINE_integer("seeds", 10000, "networks per (width, activation)"
 _WIDTHS = flags.DEFINE_list("widths", [str(w) for w in study.WIDTHS], "hidden widths")
 _ACTS = flags.DEFINE_list("activations", list(study.ACTIVATIONS), "hidden activations")
 _OUTDIR = flags.DEFINE_string("outdir", "runs/xor_study", "where to write the table, plot and timings")
+_HOST_DEVICES = flags.DEFINE_integer(
+    "host_devices", sharding.available_cores(),
+    "CPU devices JAX shows (XLA_FLAGS --xla_force_host_platform_device_count; default one per core), the "
+    "seeds split over them; ignored if XLA_FLAGS sets a count, and on accelerators")
 _REPLACE = flags.DEFINE_bool("replace_stale", False,
                              "recompute the cell blocks in --outdir/cells that another study wrote (default: refuse)")
 
@@ -52,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    rundir.run(main, CONFIG)
+    rundir.run(main, CONFIG, before_jax=lambda: sharding.split_host_cpu(_HOST_DEVICES.value))

@@ -136,8 +136,8 @@ def test_train_xor_under_the_launcher_writes_what_one_process_writes(xor_script_
 
 
 def test_xor_study_under_the_launcher_gives_the_same_table():
-    p = STUDY_LAUNCHED.result()
-    assert p.returncode == 0, p.stdout + p.stderr
+    for p in (STUDY.result(), STUDY_LAUNCHED.result()):
+        assert p.returncode == 0, p.stdout + p.stderr
     one, two = pathlib.Path(STUDY.out) / "study", pathlib.Path(STUDY_LAUNCHED.out) / "study"
     assert (two / "study.csv").read_bytes() == (one / "study.csv").read_bytes()
     assert (launches.without_timings(json.loads((two / "summary.json").read_text()))
@@ -282,7 +282,7 @@ def test_xor_study_script_writes_table_plot_and_timings():
     out = pathlib.Path(STUDY.out) / "study"
     p = STUDY.result()
     assert p.returncode == 0, p.stderr
-    assert "compiled the study (2 cells x 50 seeds) in" in p.stdout
+    assert "compiled the study (2 cells x 50 seeds, " in p.stdout
     with open(out / "study.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["activation"], r["width"]) for r in rows] == [("relu", "1"), ("tanh", "1")]
@@ -296,7 +296,7 @@ def test_xor_study_script_writes_table_plot_and_timings():
 
 @pytest.mark.parametrize("layout, cells", [("seeds_last", [("relu", 3), ("tanh", 3)]), ("vmap", [("tanh", 2)])])
 def test_every_study_cell_is_the_training_of_its_width_and_activation(layout, cells):
-    """The one program -- a loop per width, the activation picked at run time -- gives cell by cell the
+    """The study's programs -- one per width, a loop per activation -- give cell by cell the
     networks make_train_runs trains for that width and activation alone."""
     config = xor_config(seeds=32, epochs=150, log_every=50, layout=layout, dtype="float64", progress_every=0)
     solved, final_loss, diverged = study.make_study(config, cells, xor())(jax.random.key(0))

@@ -13,7 +13,7 @@ import pytest
 from lecture6 import rundir, study
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# Two widths in one program; width 1 never solves XOR, width 3 often does within 200 epochs, so the
+# Two widths, a program each; width 1 never solves XOR, width 3 often does within 200 epochs, so the
 # table holds both zero and non-zero counts (and final losses that differ cell by cell).
 WIDTHS, ACTS, SEEDS = (1, 3), ("tanh",), 16
 
@@ -52,8 +52,8 @@ def _snapshot(out):
 def test_each_block_is_written_while_the_program_runs(finished):
     outdir, rows, lines = finished
     assert sorted(os.listdir(outdir / "cells")) == ["width_1.json", "width_3.json"]  # no temporary file left
-    # The blocks are reported from inside the program: after compiling, before the run returns.
-    compiled = next(i for i, s in enumerate(lines) if s.startswith("compiled the study (2 cells x 16 seeds)"))
+    # The blocks are reported as each width's program finishes: after compiling, before the run returns.
+    compiled = next(i for i, s in enumerate(lines) if s.startswith("compiled the study (2 cells x 16 seeds, "))
     trained = next(i for i, s in enumerate(lines) if s.startswith("trained in"))
     done = [i for i, s in enumerate(lines) if s.startswith("width ") and "done: wrote cells/width_" in s]
     assert len(done) == 2 and all(compiled < i < trained for i in done)
@@ -77,7 +77,7 @@ def test_a_rerun_trains_only_the_missing_block_and_gives_the_same_table(finished
 
     rows, timing = _run(out, log=log)
     assert any(s.startswith("reusing the finished blocks of width 1 from") for s in lines)
-    assert any(s.startswith("compiled the study (1 cells x 16 seeds)") for s in lines)
+    assert any(s.startswith("compiled the study (1 cells x 16 seeds, 1 program, one per width)") for s in lines)
     assert (timing["computed_widths"], timing["reused_widths"]) == ([3], [1])
     reused = (out / "cells" / "width_1.json").stat()
     assert (reused.st_ino, reused.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)  # not rewritten
