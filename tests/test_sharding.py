@@ -56,8 +56,12 @@ def _launch(*args, timeout=120):
 
 # --- The two multi-device runs, started when the tests are collected (tests/launches.py) -------------
 
+# This session's XLA flags (tests/conftest.py), and 4 CPU devices: the references below are computed here,
+# with the same flags, so that "bit for bit" compares the same compiler settings.
+FOUR_DEVICE_FLAGS = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=4"])
+
 FOUR = launches.launch("four_devices", lambda out: launches.python(CHECKS, "--outdir", f"{out}/run"),
-                       env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"), timeout=LAUNCH_TIMEOUT)
+                       env=_env(XLA_FLAGS=FOUR_DEVICE_FLAGS), timeout=LAUNCH_TIMEOUT)
 TWO = launches.launch("two_processes", lambda out: launches.python(
     "-m", "lecture6.launch", "--processes", "2", "--devices-per-process", "2", "--timeout", str(LAUNCH_TIMEOUT),
     "--", CHECKS, "--outdir", f"{out}/run"), env=_env(LECTURE6_INIT_TIMEOUT=str(JOIN_TIMEOUT)),
