@@ -16,7 +16,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from lecture6 import experiment, rundir, study
+from lecture6 import experiment, rundir, sharding, study
 from lecture6.data import xor
 from lecture6.runs import TrainingDiverged, make_train_runs
 
@@ -275,6 +275,30 @@ def test_a_finished_write_leaves_nothing_behind(tmp_path):
     assert (tmp_path / "out" / "run.txt").read_text() == "new" and os.listdir(tmp_path) == ["out"]
 
 
+def test_scripts_keep_compiled_programs_in_the_repository_cache_unless_one_is_set(tmp_path):
+    """rundir.use_compilation_cache: a cache directory already configured (here the suite's own, from
+    JAX_COMPILATION_CACHE_DIR) wins; otherwise the one given is set."""
+    current = jax.config.jax_compilation_cache_dir
+    assert current and rundir.use_compilation_cache(str(tmp_path / "x")) == current
+    try:
+        jax.config.update("jax_compilation_cache_dir", None)
+        assert rundir.use_compilation_cache(str(tmp_path / "x")) == str(tmp_path / "x")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "x")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", current)
+
+
+def test_host_devices_are_set_before_jax_starts_and_never_override_a_count(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=3")
+    assert sharding.split_host_cpu(2) == 3  # the launcher's or the user's count stays
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert jax.devices()  # JAX's backends are started in this process
+    with pytest.raises(RuntimeError, match="before JAX starts a backend"):
+        sharding.split_host_cpu(2)  # this process has started JAX: the count can no longer change
+    with pytest.raises(ValueError, match="host devices must be >= 1, got 0"):
+        sharding.split_host_cpu(0)
+
+
 # --- The study -----------------------------------------------------------------------------------------
 
 
@@ -283,6 +307,8 @@ def test_xor_study_script_writes_table_plot_and_timings():
     p = STUDY.result()
     assert p.returncode == 0, p.stderr
     assert "compiled the study (2 cells x 50 seeds, " in p.stdout
+    # one CPU device per core by default (sharding.split_host_cpu), the seeds split over them
+    assert f"training on {sharding.available_cores()} device(s)" in p.stdout
     with open(out / "study.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["activation"], r["width"]) for r in rows] == [("relu", "1"), ("tanh", "1")]
