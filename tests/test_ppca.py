@@ -206,7 +206,9 @@ def test_moments_match_two_pass_covariance_whatever_the_mean(rng, offset):
         np.testing.assert_allclose(np.asarray(mean), X.mean(axis=0), rtol=1e-14, atol=1e-14 * np.abs(X).max())
         np.testing.assert_allclose(np.asarray(S), ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
     mean = X.mean(axis=0)
-    assert (ppca._cancellation_ratio(X, mean) <= ppca._UNCENTRED_MAX_RATIO) == (offset < 10)
+    ratio = ppca._cancellation_ratio(X, mean)
+    np.testing.assert_allclose(ratio, np.max(mean**2 / np.var(X[:ppca._BLOCK_ROWS], axis=0)), rtol=1e-12)
+    assert (ratio <= ppca._UNCENTRED_MAX_RATIO) == (offset < 10)
 
 
 def test_chunked_moments_equal_in_memory_moments(rng):
