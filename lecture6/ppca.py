@@ -387,12 +387,18 @@ def _moments(X: np.ndarray, name: str, row_offset: int | None = None) -> tuple[n
         S /= n
         S -= np.outer(mean, mean)
         return mean, S
-    S = np.zeros((d, d))
+    from scipy.linalg.blas import dsyrk  # scipy is a dependency of jax
+
+    # BLAS syrk accumulates each block into the lower triangle of S in place (beta = 1); NumPy's
+    # S += Xc.T @ Xc would also allocate, symmetrize and add a d x d matrix per block.
+    S = np.zeros((d, d), order="F")
     buf = np.empty((min(n, _BLOCK_ROWS), d))
     for start in range(0, n, _BLOCK_ROWS):
         Xc = buf[:min(_BLOCK_ROWS, n - start)]
         np.subtract(X[start:start + _BLOCK_ROWS], mean[None, :], out=Xc)
-        S += Xc.T @ Xc  # NumPy calls BLAS syrk for a matrix times its own transpose
+        S = dsyrk(1.0, Xc.T, beta=1.0, c=S, lower=1, overwrite_c=1)  # Xc.T is (d, rows), Fortran order
+    S = np.tril(S)
+    S += np.tril(S, -1).T
     S /= n
     return mean, S
 
