@@ -160,12 +160,12 @@ def run(sec, args) -> None:
           f"{rel_routes:.1e} ({'OK' if rel_routes < tol else 'ABOVE'} {tol:g})")
     ratio = {k: (sk[0] / v[0], sk[1] / v[1]) for k, v in med.items()}
     # Within one repeat both fits ran seconds apart, so a slow spell of this shared box hits both alike.
-    wins = sum(ours[0] < theirs[0] for ours, theirs in zip(times["public"], times["sklearn"]))
-    notes(sec, ratio, (n, n_test, d, q), args.dtype, t_copy, rel_sk, rel_routes, tol, ll_tr >= sk_tr,
-          (wins, args.repeats))
+    per_repeat = [theirs[0] / ours[0] for ours, theirs in zip(times["public"], times["sklearn"])]
+    print("fit, sklearn/this in each repeat: " + " ".join(f"{r:.2f}" for r in per_repeat))
+    notes(sec, ratio, (n, n_test, d, q), args.dtype, t_copy, rel_sk, rel_routes, tol, ll_tr >= sk_tr, per_repeat)
 
 
-def notes(sec, ratio, sizes, dtype, t_copy, rel_sk, rel_routes, tol, mle_higher, wins) -> None:
+def notes(sec, ratio, sizes, dtype, t_copy, rel_sk, rel_routes, tol, mle_higher, per_repeat) -> None:
     """What the measurement shows, in words computed from it."""
     n, n_test, d, q = sizes
     x = lambda r: f"{r:.2f}×"  # noqa: E731
@@ -176,23 +176,30 @@ def notes(sec, ratio, sizes, dtype, t_copy, rel_sk, rel_routes, tol, mle_higher,
                       "the same for the same fit through moments + fit_closed_form_from_moments")
     agree = sec.figure("agreement", f"{rel_sk:.1e}",
                        "max relative difference of our log-likelihood at scikit-learn's parameters and PCA.score")
-    # The two fits are the same computation: how far apart they measure is this run's timing noise.
-    noise = abs(ratio["public"][0] - ratio["shortcut"][0]) / (0.5 * (ratio["public"][0] + ratio["shortcut"][0]))
-    if abs(ratio["public"][0] - 1) <= max(noise, 0.03):
+    # This run's timing noise, the larger of: how far apart the two fits that are the same computation
+    # measure, and half the interquartile range of the per-repeat ratios (at least 3%).
+    twin_gap = abs(ratio["public"][0] - ratio["shortcut"][0]) / (0.5 * (ratio["public"][0] + ratio["shortcut"][0]))
+    quartiles = statistics.quantiles(per_repeat, n=4, method="inclusive") if len(per_repeat) > 1 else [1.0, 1.0, 1.0]
+    scatter = 0.5 * (quartiles[2] - quartiles[0]) / statistics.median(per_repeat)
+    noise = max(twin_gap, scatter, 0.03)
+    if abs(ratio["public"][0] - 1) <= noise:
         verdict = f"a tie within this run's noise (±{noise:.0%})"
     else:
         verdict = "faster" if ratio["public"][0] > 1 else "slower"
     verdict = sec.figure("fit_verdict", verdict, "the fit against scikit-learn, judged against this run's noise")
-    repeats_won = f"ours faster in {wins[0]} of {wins[1]} repeats"
+    wins = sum(r > 1 for r in per_repeat)
+    repeats_won = f"ours faster in {wins} of {len(per_repeat)} repeats"
     beyond = "" if verdict.startswith("a tie") else f" (beyond this run's noise, ±{noise:.0%})"
-    print(f"fit, sklearn/this: {fit} (medians), {verdict}{beyond}; {repeats_won}")
+    print(f"fit, sklearn/this: {fit} (medians), {verdict}{beyond}; {repeats_won}; noise: the identical fits "
+          f"differ by {twin_gap:.0%}, the per-repeat ratios' half interquartile range is {scatter:.0%}")
     total_word = "faster" if ratio["public"][1] > 1 else "slower"
     sec.note(f"**Fit + both log-likelihoods, public API: {total} {total_word} than scikit-learn** (target 2×: "
              f"{'met' if ratio['public'][1] >= 2 else 'NOT met'}). scikit-learn's `score` makes an O(n d²) pass per "
              f"set (`X @ precision`); ours is O(n d q): one GEMM with the q = {q} columns of W.")
     sec.note(f"**Fit: {fit}, {verdict}.** The moments-shortcut row does exactly the same computation as "
              f"`fit_closed_form` (the same `moments` and the same closed form) and measured {twin} in the same run: "
-             f"the difference between two identical computations is the noise of this box. Repeat by repeat (each "
+             "the difference between two identical computations is one measure of the noise of this box, the "
+             "scatter of the per-repeat ratios another (the verdict takes the larger). Repeat by repeat (each "
              f"repeat times both fits), {repeats_won}. Both sides are one XᵀX `syrk` (most of the time) plus a "
              f"{d} × {d} eigenproblem; around it, ours skips scikit-learn's separate finiteness pass (NaN/inf reach "
              "the mean and are looked for only then), sums the columns with a BLAS `gemv` on every core where "
