@@ -40,17 +40,18 @@ from _results import Section, add_record_flag  # noqa: E402
 from lecture6 import ppca  # noqa: E402  (after enabling x64, before any array is made)
 
 INTRO = """\
-{dtype} NumPy input, median of {repeats} alternating repeats of every route alike. Baseline:
+{dtype} NumPy input, median of {repeats} alternating repeats of every route alike (our public call and
+scikit-learn back to back, each first in every other repeat). Baseline:
 `PCA(q, svd_solver="covariance_eigh")`, `.fit`, `.score(train)`, `.score(test)`. "Public API" is what a user
 writes: `model = ppca.fit_closed_form(X_train, q)`, then `ppca.log_likelihood(model, X).mean()` for both
-sets. NumPy input takes the host route: the moments are one BLAS `syrk` (XᵀX with the mean's rank-one
-correction when the mean is small next to the spread, centred blocks otherwise), the closed form needs
-only the q largest eigenpairs (`scipy.linalg.eigh(..., subset_by_index, driver="evx")`; σ² from the
-trace), and the log-likelihood is one BLAS product `X W` per block of 4096 rows (Woodbury in the form
-`|r|² − pᵀM⁻¹p`, rows that would lose more than 4 digits recomputed in the sum-of-squares form) — no copy
-of X into a JAX buffer. The "moments shortcut" row does the same fit through `ppca.moments` +
-`fit_closed_form_from_moments` and reuses the training moments for the training log-likelihood
-(`log_likelihood_from_moments`, O(d² q)): a reference, not the public path."""
+sets. NumPy input takes the host route: the mean is one BLAS `gemv` (1ᵀX), the second moments one BLAS
+`syrk` (XᵀX with the mean's rank-one correction when the mean is small next to the spread, centred blocks
+otherwise), the closed form needs only the q largest eigenpairs (`scipy.linalg.eigh(..., subset_by_index,
+driver="evx")`; σ² from the trace), and the log-likelihood is one BLAS product `X W` per block of 4096
+rows (Woodbury in the form `|r|² − pᵀM⁻¹p`, rows that would lose more than 4 digits recomputed in the
+sum-of-squares form) — no copy of X into a JAX buffer. The "moments shortcut" row does the same fit
+through `ppca.moments` + `fit_closed_form_from_moments` and reuses the training moments for the training
+log-likelihood (`log_likelihood_from_moments`, O(d² q)): a reference, not the public path."""
 
 
 def make_data(rng, n, n_test, d, q, sigma2=0.1):
@@ -97,7 +98,7 @@ def sklearn(X_train, X_test, q):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="n=20,000, d=196, q=20")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"],
                         help="dtype of the data (float32: the accelerator default)")
     add_record_flag(parser)
@@ -125,8 +126,12 @@ def run(sec, args) -> None:
     for f, A, B in runs.values():  # warm-up: compile the jitted programs, load scikit-learn
         f(A[:1000], B[:100], q)
     times = {k: [] for k in runs}
-    for _ in range(args.repeats):
-        for k, (f, A, B) in runs.items():
+    # Our public call and scikit-learn run next to each other, so a slow spell of this shared box tends to
+    # hit both; which of the two goes first alternates from repeat to repeat.
+    orders = (("public", "sklearn", "shortcut", "jax"), ("sklearn", "public", "jax", "shortcut"))
+    for i in range(args.repeats):
+        for k in orders[i % 2]:
+            f, A, B = runs[k]
             times[k].append(f(A, B, q))
     med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for k, v in times.items()}
     last = {k: v[-1] for k, v in times.items()}
@@ -159,10 +164,13 @@ def run(sec, args) -> None:
     print(f"host route vs JAX route vs moments shortcut (average log-likelihoods): max relative difference "
           f"{rel_routes:.1e} ({'OK' if rel_routes < tol else 'ABOVE'} {tol:g})")
     ratio = {k: (sk[0] / v[0], sk[1] / v[1]) for k, v in med.items()}
-    notes(sec, ratio, (n, n_test, d, q), args.dtype, t_copy, rel_sk, rel_routes, tol, ll_tr >= sk_tr)
+    # Within one repeat both fits ran seconds apart, so a slow spell of this shared box hits both alike.
+    per_repeat = [theirs[0] / ours[0] for ours, theirs in zip(times["public"], times["sklearn"])]
+    print("fit, sklearn/this in each repeat: " + " ".join(f"{r:.2f}" for r in per_repeat))
+    notes(sec, ratio, (n, n_test, d, q), args.dtype, t_copy, rel_sk, rel_routes, tol, ll_tr >= sk_tr, per_repeat)
 
 
-def notes(sec, ratio, sizes, dtype, t_copy, rel_sk, rel_routes, tol, mle_higher) -> None:
+def notes(sec, ratio, sizes, dtype, t_copy, rel_sk, rel_routes, tol, mle_higher, per_repeat) -> None:
     """What the measurement shows, in words computed from it."""
     n, n_test, d, q = sizes
     x = lambda r: f"{r:.2f}×"  # noqa: E731
@@ -173,22 +181,37 @@ def notes(sec, ratio, sizes, dtype, t_copy, rel_sk, rel_routes, tol, mle_higher)
                       "the same for the same fit through moments + fit_closed_form_from_moments")
     agree = sec.figure("agreement", f"{rel_sk:.1e}",
                        "max relative difference of our log-likelihood at scikit-learn's parameters and PCA.score")
-    # The two fits are the same computation: how far apart they measure is this run's timing noise.
-    noise = abs(ratio["public"][0] - ratio["shortcut"][0]) / (0.5 * (ratio["public"][0] + ratio["shortcut"][0]))
-    if abs(ratio["public"][0] - 1) <= max(noise, 0.03):
-        verdict = f"a tie within this run's noise (±{noise:.0%})"
+    # This run's timing noise, the larger of: how far apart the two fits that are the same computation
+    # measure, and half the interquartile range of the per-repeat ratios (at least 3%).
+    twin_gap = abs(ratio["public"][0] - ratio["shortcut"][0]) / (0.5 * (ratio["public"][0] + ratio["shortcut"][0]))
+    quartiles = statistics.quantiles(per_repeat, n=4, method="inclusive") if len(per_repeat) > 1 else [1.0, 1.0, 1.0]
+    scatter = 0.5 * (quartiles[2] - quartiles[0]) / statistics.median(per_repeat)
+    noise = max(twin_gap, scatter, 0.03)
+    wins = sum(r > 1 for r in per_repeat)
+    faster = ratio["public"][0] > 1
+    # Faster or slower only beyond the noise and in most repeats too.
+    if abs(ratio["public"][0] - 1) > noise and (2 * wins > len(per_repeat) if faster else 2 * wins < len(per_repeat)):
+        verdict = "faster" if faster else "slower"
     else:
-        verdict = "faster" if ratio["public"][0] > 1 else "slower"
+        verdict = f"a tie within this run's noise (±{noise:.0%})"
     verdict = sec.figure("fit_verdict", verdict, "the fit against scikit-learn, judged against this run's noise")
+    repeats_won = f"ours faster in {wins} of {len(per_repeat)} repeats"
+    beyond = "" if verdict.startswith("a tie") else f" (beyond this run's noise, ±{noise:.0%})"
+    print(f"fit, sklearn/this: {fit} (medians), {verdict}{beyond}; {repeats_won}; noise: the identical fits "
+          f"differ by {twin_gap:.0%}, the per-repeat ratios' half interquartile range is {scatter:.0%}")
     total_word = "faster" if ratio["public"][1] > 1 else "slower"
     sec.note(f"**Fit + both log-likelihoods, public API: {total} {total_word} than scikit-learn** (target 2×: "
              f"{'met' if ratio['public'][1] >= 2 else 'NOT met'}). scikit-learn's `score` makes an O(n d²) pass per "
              f"set (`X @ precision`); ours is O(n d q): one GEMM with the q = {q} columns of W.")
     sec.note(f"**Fit: {fit}, {verdict}.** The moments-shortcut row does exactly the same computation as "
              f"`fit_closed_form` (the same `moments` and the same closed form) and measured {twin} in the same run: "
-             "the difference between two identical computations is the noise of this box. Both sides are one XᵀX "
-             f"`syrk` (most of the time) plus a {d} × {d} eigenproblem; ours skips scikit-learn's separate "
-             f"finiteness pass and computes {q} eigenpairs instead of {d}.")
+             "the difference between two identical computations is one measure of the noise of this box, the "
+             "scatter of the per-repeat ratios another (the verdict takes the larger, and calls a side faster only "
+             f"if it also was in most repeats). Repeat by repeat (each repeat times both fits), {repeats_won}. "
+             f"Both sides are one XᵀX `syrk` (most of the time) plus a {d} × {d} eigenproblem; around it, ours "
+             "skips scikit-learn's separate finiteness pass (NaN/inf reach the mean and are looked for only then), "
+             f"sums the columns with a BLAS `gemv` on every core where NumPy's `mean` uses one, and computes {q} "
+             f"eigenpairs instead of {d}.")
     sec.note(f"**Moments shortcut (reference, not the public path):** reusing the training moments for the "
              f"training log-likelihood gives {x(ratio['shortcut'][1])} for fit + 2 log-likelihoods.")
     sec.note(f"**The JAX route on this CPU** (the same public functions given `jax.Array`s already on the device): "

@@ -12,7 +12,7 @@ import pytest
 import scipy.stats
 from hypothesis import given, settings
 
-from lecture6 import ppca
+from lecture6 import compile_time, ppca
 from lecture6.ppca import PPCA
 
 TOL = 1e-10  # float64 quantities of O(1..100) computed by different routes
@@ -206,7 +206,9 @@ def test_moments_match_two_pass_covariance_whatever_the_mean(rng, offset):
         np.testing.assert_allclose(np.asarray(mean), X.mean(axis=0), rtol=1e-14, atol=1e-14 * np.abs(X).max())
         np.testing.assert_allclose(np.asarray(S), ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
     mean = X.mean(axis=0)
-    assert (ppca._cancellation_ratio(X, mean) <= ppca._UNCENTRED_MAX_RATIO) == (offset < 10)
+    ratio = ppca._cancellation_ratio(X, mean)
+    np.testing.assert_allclose(ratio, np.max(mean**2 / np.var(X[:ppca._BLOCK_ROWS], axis=0)), rtol=1e-12)
+    assert (ratio <= ppca._UNCENTRED_MAX_RATIO) == (offset < 10)
 
 
 def test_chunked_moments_equal_in_memory_moments(rng):
@@ -372,6 +374,16 @@ def test_closed_form_is_a_stationary_point_and_matches_the_eigendecomposition(sy
     # W^T W = Lambda_q - sigma2 I: the principal eigenvectors weighted by their eigenvalues.
     np.testing.assert_allclose(W.T @ W, np.diag(lam[:q] - sigma2), atol=1e-9)
     assert ppca.principal_angles(W, U[:, :q])[-1] < 1e-8
+
+
+def test_host_route_fit_compiles_no_program_for_a_new_shape(rng):
+    """NumPy in: the fit is NumPy/LAPACK and the model reaches JAX by device_put, so a shape never seen
+    before costs no tracing or compiling (a jnp.asarray or jnp op on the results would compile)."""
+    X = 2.0 + rng.standard_normal((41, 13))  # a shape no other test uses
+    with compile_time.measure() as spent:
+        model = jax.block_until_ready(ppca.fit_closed_form(X, 3))
+    assert spent.programs == 0, f"{spent.programs} programs compiled"
+    assert isinstance(model.W, jax.Array) and model.W.shape == (13, 3)
 
 
 def test_fit_from_moments_equals_fit_from_data(synthetic):
