@@ -6,7 +6,7 @@ four outputs all end within 0.5 of their targets. The study is **one compiled pr
 holding a training loop per activation (the activation fixed in it): a program per cell spent far more
 time compiling than training (about 2.5 s against 0.1-0.3 s a cell), and an activation picked at run
 time by ``lax.switch``, one loop per width, trained 2.2x slower (27 s against 12 s for the 18 cells at
-10,000 seeds on one core: the conditional in the step splits XLA's fusions). The programs compile side
+10,000 seeds on one device: the conditional in the step splits XLA's fusions). The programs compile side
 by side, one per core (:meth:`Study.compile`), and run one after another, each width's rows reaching the
 host as soon as it finishes.
 :func:`wilson_interval` gives each rate's 95% interval; :func:`write_study` writes the table (Markdown
@@ -82,8 +82,9 @@ class Study:
         self.compiled: dict = {}
 
     def compile(self, key, *, threads: int | None = None) -> Study:
-        """Compile every width's program for ``key``, ``threads`` at a time (default: one per core; XLA
-        compiles one program on about one core). Returns ``self``."""
+        """Compile every width's program for ``key``, ``threads`` at a time (default: one per core). XLA
+        already spreads one program's compiling over part of a second core, so on 2 cores this saves little
+        (``benchmarks/bench_study.py``). Returns ``self``."""
         def one(width):
             return width, self.programs[width].lower(key).compile()
 
