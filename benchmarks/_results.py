@@ -142,7 +142,7 @@ class Section:
             "seconds": round(time.perf_counter() - self._t0), "summary": self.rows,
         }
         text = collect.render_section(meta, self.intro, self._out.getvalue(), self.notes, self.figures)
-        path = collect.write_atomic(os.path.join(collect.SECTIONS, f"{self.name}.md"), text)
+        path = collect.write_atomically(os.path.join(collect.SECTIONS, f"{self.name}.md"), text)
         print(f"wrote {os.path.relpath(path, collect.ROOT)}; {collect.write_results()}", file=self._stdout)
         return path
 

@@ -20,7 +20,6 @@ section of benchmarks/RESULTS.md (``benchmarks/collect.py``).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -89,9 +88,7 @@ def script(tmp, name, cache, seeds, *extra):
                  env={"JAX_COMPILATION_CACHE_DIR": os.path.join(tmp, cache)})
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
-    with open(os.path.join(out, "study.csv")) as f:
-        table = list(csv.DictReader(f))
-    return wall, summary, {(r["activation"], int(r["width"])): int(r["solved"]) for r in summary["rows"]}, table
+    return wall, summary, {(r["activation"], int(r["width"])): int(r["solved"]) for r in summary["rows"]}
 
 
 def run(sec, args):
@@ -103,7 +100,7 @@ def run(sec, args):
         sides["one"] = script(tmp, "one", "cache1", args.seeds, "--host_devices=1")
         for label, key in (("ours, first run", "first"), ("ours, rerun (cache)", "rerun"),
                            ("ours, one device", "one")):
-            wall, summary, _, _ = sides[key]
+            wall, summary, _ = sides[key]
             print(f"{label:22s} {wall:6.2f} s  (compile {summary['compile_seconds']:.2f} s, train "
                   f"{summary['train_seconds']:.2f} s)")
         old = None

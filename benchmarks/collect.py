@@ -18,7 +18,8 @@ A section file, if one is ever written by other means, must look like this:
     - `ppca.total_ratio` = 2.36×: what it is <!-- figure: ppca.total_ratio = 2.36× -->
 
 The first line is JSON in an HTML comment ("--" inside it written as ``-\\u002d``); ``seconds`` may be
-null. Figure keys start with the section's name and a dot. Only stdlib here: the test imports this file.
+null. Figure keys start with the section's name and a dot. Only stdlib and ``lecture6.rundir`` (no JAX)
+here: the test imports this file.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import json
 import os
 import re
 import sys
-import tempfile
+
+from lecture6.rundir import write_atomically  # stdlib only, no JAX
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTIONS = os.path.join(ROOT, "benchmarks", "results")
@@ -159,26 +161,9 @@ def device_reports(folder: str = os.path.join(ROOT, "benchmarks")) -> list[str]:
     return sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder, "RESULTS-*.md")))
 
 
-def write_atomic(path: str, text: str) -> str:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and one ``os.replace``."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".md")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
 def write_results() -> str:
     sections = read_sections()
-    write_atomic(RESULTS, assemble(sections, device_reports()))
+    write_atomically(RESULTS, assemble(sections, device_reports()))
     return f"assembled {os.path.relpath(RESULTS, ROOT)} from {len(sections)} sections"
 
 

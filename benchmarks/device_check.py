@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from lecture6.rundir import write_atomically
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 
@@ -120,10 +122,7 @@ def main() -> int:
         results.append((title, command, r))
     total = time.perf_counter() - start
     out = args.out or os.path.join(ROOT, "benchmarks", f"RESULTS-{info['backend']}.md")
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(report(info, results, total))
-    os.replace(tmp, out)
+    write_atomically(out, report(info, results, total))
     print(f"device_check: wrote {os.path.relpath(out, ROOT)} ({total:.0f} s)")
     return 0 if all(r["code"] == 0 for _, _, r in results) else 1
 

@@ -23,6 +23,7 @@ import re
 import shutil
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
 
 # ---------------------------------------------------------------------------------------------------
@@ -198,6 +199,27 @@ def atomic_workdir(workdir: str):
         os.replace(workdir, os.path.join(old, "run"))
         os.replace(tmp, workdir)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def write_atomically(path: str, text: str) -> str:
+    """Write ``text`` to ``path`` whole: a temporary file in the same folder (made if missing), flushed to
+    disk, then renamed over ``path``, so a reader sees the old file or the new one, never a part. The
+    temporary name is unique to this call (another process may write the same file) and the file gets
+    the usual permissions. Returns ``path``."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
 
 
 def write_json(path, obj) -> None:

@@ -28,7 +28,6 @@ import functools
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,7 +40,7 @@ from scipy import stats
 from lecture6 import plots, sharding
 from lecture6.activations import get_activation
 from lecture6.data import xor
-from lecture6.rundir import write_json
+from lecture6.rundir import write_atomically, write_json
 from lecture6.runs import choose_layout, program_over_runs, runs_mesh, seeds_last_compiler_options
 from lecture6.train import check_config, n_weights, params_from_noise, prepare_data
 
@@ -337,25 +336,10 @@ def _reusable_blocks(cells_dir, config, widths, activations, replace_stale, log)
 
 
 def _write_block(cells_dir: str, config, width: int, acts, rows: list[dict]) -> str:
-    """Write one width's block whole: a temporary file in ``cells_dir``, flushed to disk, then renamed
-    over ``width_W.json`` (a reader sees the old file or the new one, never a part)."""
-    os.makedirs(cells_dir, exist_ok=True)
-    path = block_path(cells_dir, width)
-    # A name no other writer uses (another process may write the same block), created with the usual
-    # permissions (tempfile.mkstemp's would be owner-only).
-    tmp = os.path.join(cells_dir, f".width_{int(width)}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "x") as f:
-            json.dump({"fingerprint": block_fingerprint(config, width, acts), "rows": rows}, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    """Write one width's block whole (:func:`lecture6.rundir.write_atomically`: a reader sees the old file
+    or the new one, never a part)."""
+    block = {"fingerprint": block_fingerprint(config, width, acts), "rows": rows}
+    return write_atomically(block_path(cells_dir, width), json.dumps(block, indent=2) + "\n")
 
 
 def _remove_final_files(outdir: str, log) -> None:

@@ -172,13 +172,10 @@ def format_rows(rows: list[Row], quick: bool = False) -> str:
 def write_rows(rows: list[Row], path: str) -> None:
     """``rows`` as a JSON list of objects (the fields of :class:`Row`), written whole (temporary file, rename)."""
     import json
-    import os
 
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump([dataclasses.asdict(r) for r in rows], f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    from lecture6.rundir import write_atomically
+
+    write_atomically(path, json.dumps([dataclasses.asdict(r) for r in rows], indent=1) + "\n")
 
 
 def read_rows(path: str) -> list[Row]:
