@@ -6,9 +6,9 @@ four outputs all end within 0.5 of their targets. The study is **one compiled pr
 holding a training loop per activation (the activation fixed in it): a program per cell spent far more
 time compiling than training (about 2.5 s against 0.1-0.3 s a cell), and an activation picked at run
 time by ``lax.switch``, one loop per width, trained 2.2x slower (27 s against 12 s for the 18 cells at
-10,000 seeds on one device: the conditional in the step splits XLA's fusions). The programs compile side
-by side, one per core (:meth:`Study.compile`), and run one after another, each width's rows reaching the
-host as soon as it finishes.
+10,000 seeds on one device: the conditional in the step splits XLA's fusions). Each width
+trains the moment its program is compiled, while the next one compiles (:class:`Study`), and its rows
+reach the host as soon as it finishes.
 :func:`wilson_interval` gives each rate's 95% interval; :func:`write_study` writes the table (Markdown
 and CSV), the plot and the timings.
 
@@ -29,15 +29,15 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
-from scipy import stats
 
-from lecture6 import plots, sharding
+from lecture6 import sharding
 from lecture6.activations import get_activation
 from lecture6.data import xor
 from lecture6.rundir import write_atomically, write_json
@@ -63,6 +63,8 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     """
     if n < 1 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    from scipy import stats  # imported when first needed: 0.4 s, while the study trains
+
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
 
@@ -72,41 +74,72 @@ def _with(config, **changes):
 
 
 class Study:
-    """The study's programs, one per width (:func:`make_study`): ``study(key)`` runs them all,
-    :meth:`compile` compiles them first (side by side, one thread per core), :meth:`run` calls back as each
-    width finishes."""
+    """The study's programs, one per width (:func:`make_study`). ``study(key)`` runs them all and returns
+    the cells' results; :meth:`run` reports each width as it finishes; :meth:`compile` compiles ahead.
 
-    def __init__(self, cells, programs: dict, seeds: int):
-        self.cells, self.programs, self.seeds = list(cells), programs, seeds
+    A width that is not compiled yet is compiled when :meth:`run` needs it, in a background thread, one
+    program after another, and each width is dispatched the moment its program is ready: a width trains
+    while the next compiles. On 2 cores this hides most of the compiling behind the training
+    (``benchmarks/bench_study.py``): XLA keeps about 1.6 cores busy compiling one program and the
+    training fills the rest. The widest, slowest to train, go first, so that the others' compiling
+    overlaps it. ``compile_seconds`` (after a run: the seconds each width's program took to trace and
+    compile, overlapped with training) says what the compiling cost."""
+
+    def __init__(self, cells, draw, programs: dict, seeds: int):
+        self.cells, self.draw, self.programs, self.seeds = list(cells), draw, programs, seeds
         self.compiled: dict = {}
+        self.compile_seconds: dict = {}
 
-    def compile(self, key, *, threads: int | None = None) -> Study:
-        """Compile every width's program for ``key``, ``threads`` at a time (default: one per core). XLA
-        already spreads one program's compiling over part of a second core, so on 2 cores this saves little
-        (``benchmarks/bench_study.py``). Returns ``self``."""
-        def one(width):
-            return width, self.programs[width].lower(key).compile()
+    def _compile(self, width, drawn):
+        if width not in self.compiled:
+            t0 = time.perf_counter()
+            self.compiled[width] = self.programs[width].lower(*drawn).compile()
+            self.compile_seconds[width] = time.perf_counter() - t0
+        return self.compiled[width]
 
-        with ThreadPoolExecutor(threads or sharding.available_cores()) as pool:
-            self.compiled.update(pool.map(one, [w for w in self.programs if w not in self.compiled]))
+    def order(self) -> list[int]:
+        """The widths in the order they are compiled and trained: widest first."""
+        return sorted(self.programs, reverse=True)
+
+    def compile(self, key) -> Study:
+        """Compile every width's program for ``key`` now, one after another; returns ``self``."""
+        drawn = self.draw(key)
+        for width in self.order():
+            self._compile(width, drawn)
         return self
 
-    def run(self, key, *, on_width: Callable | None = None):
-        """``(solved, final_loss, diverged)``, each ``(len(cells), seeds_padded)`` in the order of ``cells``.
+    def run(self, key, *, on_width: Callable | None = None) -> dict:
+        """Every width's ``(solved, final_loss, diverged)``, by width in :meth:`order`, each
+        ``(activations of the width, seeds_padded)`` in the order of ``cells`` (on several devices still
+        split over them).
 
-        Every width's program is dispatched at once (they run one after another on a device);
-        ``on_width(width, solved, final_loss, diverged)``, if given, is called on the host as each width
-        finishes, with that width's NumPy results, each ``(activations of the width, seeds)`` in the order of
-        ``cells``, the padding networks cut off."""
-        pending = {w: self.compiled.get(w, self.programs[w])(key) for w in self.programs}
-        if on_width is not None:
-            for width, results in pending.items():
-                on_width(width, *(sharding.to_host(r)[:, :self.seeds] for r in results))
+        A background thread compiles what is not compiled yet and dispatches each width as soon as its
+        program is ready. ``on_width(width, solved, final_loss, diverged)``, if given, is called on the
+        host as each width finishes, in :meth:`order`, with that width's NumPy results, the padding
+        networks cut off. With several processes it is called once every width is dispatched: fetching
+        results there is a collective, which every process must issue in the same order."""
+        drawn = self.draw(key)  # every width's initial weights and order keys
+
+        def dispatch(width):
+            return self._compile(width, drawn)(*drawn)  # returns at once; the devices train in the background
+
+        with ThreadPoolExecutor(1) as pool:
+            dispatched = {w: pool.submit(dispatch, w) for w in self.order()}
+            if jax.process_count() > 1:
+                futures.wait(dispatched.values())
+            pending = {}
+            for width, results in dispatched.items():
+                pending[width] = results.result()
+                if on_width is not None:
+                    on_width(width, *(sharding.to_host(r)[:, :self.seeds] for r in pending[width]))
+        return pending
+
+    def __call__(self, key):
+        """``(solved, final_loss, diverged)``, each ``(len(cells), seeds_padded)`` in the order of ``cells``."""
+        pending = self.run(key)
         by_width = [(a, w) for w in pending for a, v in self.cells if v == w]  # the rows of the widths' results
         order = jnp.array([by_width.index(c) for c in self.cells])
         return tuple(jnp.concatenate(r)[order] for r in zip(*pending.values()))
-
-    __call__ = run
 
 
 def make_study(config, cells: Sequence[tuple[str, int]], data, *, mesh=None) -> Study:
@@ -150,15 +183,20 @@ def make_study(config, cells: Sequence[tuple[str, int]], data, *, mesh=None) -> 
         rows = jnp.concatenate([rows, jnp.full((S_pad - S, P), jnp.nan, rows.dtype)]) if S_pad > S else rows
         return jax.vmap(draw)(place(rows))
 
-    def train_width(width, acts, key):
-        """Every cell of one width: ``(solved, final_loss, diverged)``, each ``(len(acts), S)``; one
-        training loop per activation, each training all ``S`` seeds."""
+    def draw(key):
+        """What every width starts from: one flat normal draw, sized for the widest width, and each seed's
+        minibatch order key ``(S_pad,)``, split over the mesh. One program for all widths: in each
+        width's program the random number generator would cost as much compiling as a training loop."""
         init_key, order_key = jax.random.split(key)  # as lecture6.train.draw_network splits it
         noise = jax.random.normal(init_key, (S * P_max,), X.dtype)
         minibatches = config.batch_size < X.shape[0]  # full batch: no minibatch order to draw
         seeds = jnp.minimum(jnp.arange(S_pad), S - 1)  # a padding network reuses the last seed's order key
         order_keys = jax.random.split(order_key, S)[seeds] if minibatches else jax.vmap(lambda _: order_key)(seeds)
-        order_keys = place(order_keys)
+        return noise, place(order_keys)
+
+    def train_width(width, acts, noise, order_keys):
+        """Every cell of one width: ``(solved, final_loss, diverged)``, each ``(len(acts), S)``; one
+        training loop per activation, each training all ``S`` seeds."""
         cfg = check_config({**config.to_dict(), "width": width})
         layout = choose_layout(cfg, X, Y)
         params, lr = first_params(noise, width), place(jnp.full((S_pad,), config.lr, X.dtype))
@@ -170,10 +208,11 @@ def make_study(config, cells: Sequence[tuple[str, int]], data, *, mesh=None) -> 
             results.append((res.solved, res.final_loss, res.diverged))
         return tuple(jnp.stack(r) for r in zip(*results))
 
+    whole = None if mesh is None else NamedSharding(mesh, PartitionSpec())
     out = None if mesh is None else NamedSharding(mesh, PartitionSpec(None, sharding.RUNS))
     programs = {w: jax.jit(functools.partial(train_width, w, [a for a, v in cells if v == w]), out_shardings=out,
                            compiler_options=seeds_last_compiler_options()) for w in widths}
-    return Study(cells, programs, S)
+    return Study(cells, jax.jit(draw, out_shardings=(whole, split)), programs, S)
 
 
 def solvability_study(config, *, widths: Sequence[int] = WIDTHS, activations: Sequence[str] = ACTIVATIONS,
@@ -184,8 +223,9 @@ def solvability_study(config, *, widths: Sequence[int] = WIDTHS, activations: Se
     ``config`` holds every other training field (init, lr, epochs, ...). Each row: ``width``,
     ``activation``, ``init``, ``seeds``, ``solved``, ``success_rate``, ``ci_low``, ``ci_high``,
     ``diverged``, ``final_loss_median``. The timings (of the cells trained by this call):
-    ``compile_seconds``, ``train_seconds``, ``cells``, ``seeds``, and with ``outdir`` ``computed_widths``
-    and ``reused_widths``.
+    ``seconds`` (compiling and training, wall clock), ``compile_seconds`` (the programs' tracing and
+    compiling, summed: a background thread, beside the training; :class:`Study`), ``cells``, ``seeds``,
+    and with ``outdir`` ``computed_widths`` and ``reused_widths``.
 
     With ``outdir``, each width's rows are written to ``outdir/cells/width_W.json`` as soon as that
     width is trained, and blocks already there are reused when their fingerprint matches this study
@@ -205,7 +245,7 @@ def solvability_study(config, *, widths: Sequence[int] = WIDTHS, activations: Se
     if cells_dir is not None:
         done = _reusable_blocks(cells_dir, config, widths, activations, replace_stale, log)
     todo = [(a, w) for a, w in cells if w not in done]
-    timing = {"compile_seconds": 0.0, "train_seconds": 0.0, "cells": len(cells), "seeds": seeds}
+    timing = {"compile_seconds": 0.0, "seconds": 0.0, "cells": len(cells), "seeds": seeds}
     if cells_dir is not None:
         timing.update(computed_widths=[w for w in widths if w not in done], reused_widths=sorted(done))
     if todo:
@@ -218,7 +258,8 @@ def solvability_study(config, *, widths: Sequence[int] = WIDTHS, activations: Se
         log(f"{r['activation']:8s} width {r['width']:3d}: solved {r['solved']}/{seeds} = {r['success_rate']:.3f} "
             f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]  diverged {r['diverged']}")
     if todo:
-        log(f"trained in {timing['train_seconds']:.2f} s")
+        log(f"compiled and trained in {timing['seconds']:.2f} s ({timing['compile_seconds']:.2f} s of it "
+            "compiling, beside the training)")
     return rows, timing
 
 
@@ -231,21 +272,20 @@ def _train_cells(config, cells, cells_dir, timing, log) -> dict[int, list[dict]]
     def finished(width, solved, final_loss, diverged):
         acts = [a for a, w in cells if w == width]
         out[width] = _cell_rows(config, width, acts, solved, final_loss, diverged)
+        done = f"width {width} done (compiled in {study.compile_seconds[width]:.2f} s)"
         if cells_dir is not None:
             path = _write_block(cells_dir, config, width, acts, out[width])
-            log(f"width {width} done: wrote {os.path.relpath(path, os.path.dirname(cells_dir))}")
+            done += f": wrote {os.path.relpath(path, os.path.dirname(cells_dir))}"
+        log(done)
 
     study = make_study(config, cells, xor())
-    key = jax.random.key(config.seed)
-    t0 = time.perf_counter()
-    study.compile(key)
-    timing["compile_seconds"] = time.perf_counter() - t0
     k = len(study.programs)
-    log(f"compiled the study ({len(cells)} cells x {seeds} seeds, {k} program{'s' * (k != 1)}, one per width) in "
-        f"{timing['compile_seconds']:.2f} s; training on {len(jax.devices())} device(s) ...")
+    log(f"the study: {len(cells)} cells x {seeds} seeds, {k} program{'s' * (k != 1)} (one per width, widest "
+        f"first), each training on {len(jax.devices())} device(s) as soon as it is compiled ...")
     t0 = time.perf_counter()
-    study.run(key, on_width=finished)
-    timing["train_seconds"] = time.perf_counter() - t0
+    study.run(jax.random.key(config.seed), on_width=finished)
+    timing["compile_seconds"] = sum(study.compile_seconds.values())
+    timing["seconds"] = time.perf_counter() - t0
     return out
 
 
@@ -382,6 +422,8 @@ def write_study(rows: list[dict], outdir: str, *, header: str = "", timing: dict
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    from lecture6 import plots  # matplotlib: 0.3 s, not before the study has trained
+
     plots.success_vs_width(rows, tmp["png"])
     write_json(tmp["json"], {**(timing or {}), "rows": rows})
     for k, p in paths.items():

@@ -277,15 +277,22 @@ def test_a_finished_write_leaves_nothing_behind(tmp_path):
 
 def test_scripts_keep_compiled_programs_in_the_repository_cache_unless_one_is_set(tmp_path):
     """rundir.use_compilation_cache: a cache directory already configured (here the suite's own, from
-    JAX_COMPILATION_CACHE_DIR) wins; otherwise the one given is set."""
+    JAX_COMPILATION_CACHE_DIR) wins; otherwise the one given is set. Programs that compile in 0.2 s are
+    kept, unless JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS (here the suite's 0) says otherwise."""
     current = jax.config.jax_compilation_cache_dir
+    threshold = jax.config.jax_persistent_cache_min_compile_time_secs
     assert current and rundir.use_compilation_cache(str(tmp_path / "x")) == current
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == threshold == 0
     try:
         jax.config.update("jax_compilation_cache_dir", None)
-        assert rundir.use_compilation_cache(str(tmp_path / "x")) == str(tmp_path / "x")
+        with pytest.MonkeyPatch.context() as env:
+            env.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+            assert rundir.use_compilation_cache(str(tmp_path / "x")) == str(tmp_path / "x")
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "x")
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.2
     finally:
         jax.config.update("jax_compilation_cache_dir", current)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", threshold)
 
 
 def test_host_devices_are_set_before_jax_starts_and_never_override_a_count(monkeypatch):
@@ -306,9 +313,10 @@ def test_xor_study_script_writes_table_plot_and_timings():
     out = pathlib.Path(STUDY.out) / "study"
     p = STUDY.result()
     assert p.returncode == 0, p.stderr
-    assert "compiled the study (2 cells x 50 seeds, " in p.stdout
+    assert "the study: 2 cells x 50 seeds, 1 program (one per width" in p.stdout
     # one CPU device per core by default (sharding.split_host_cpu), the seeds split over them
     assert f"training on {sharding.available_cores()} device(s)" in p.stdout
+    assert "width 1 done (compiled in " in p.stdout
     with open(out / "study.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["activation"], r["width"]) for r in rows] == [("relu", "1"), ("tanh", "1")]
@@ -317,7 +325,7 @@ def test_xor_study_script_writes_table_plot_and_timings():
     assert "| width | relu | tanh |" in (out / "study.md").read_text()
     assert (out / "success_vs_width.png").stat().st_size > 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["compile_seconds"] > 0 and summary["cells"] == 2 and len(summary["rows"]) == 2
+    assert 0 < summary["compile_seconds"] < summary["seconds"] and summary["cells"] == 2 and len(summary["rows"]) == 2
 
 
 @pytest.mark.parametrize("layout, cells", [("seeds_last", [("relu", 3), ("tanh", 3)]), ("vmap", [("tanh", 2)])])
@@ -332,6 +340,31 @@ def test_every_study_cell_is_the_training_of_its_width_and_activation(layout, ce
         np.testing.assert_array_equal(ok, ref.solved)
         np.testing.assert_allclose(loss, ref.final_loss, rtol=1e-12, atol=1e-15)
     assert not np.asarray(diverged).any() and np.asarray(solved).any()  # not a comparison of all-failures
+
+
+def test_each_study_width_is_dispatched_before_the_next_compiles(monkeypatch):
+    """Study.run: widest first, each width's program compiled and dispatched before the next width's
+    compiling starts (so it trains while the next compiles), results the same as compiling all first."""
+    config = xor_config(seeds=8, epochs=20, log_every=10, dtype="float64", progress_every=0)
+    cells = [("tanh", 1), ("tanh", 3), ("relu", 2)]
+    ahead = study.make_study(config, cells, xor()).compile(jax.random.key(1))
+    events = []
+    s = study.make_study(config, cells, xor())
+    compile_one = s._compile
+
+    def compiled(width, drawn):
+        events.append(("compile", width))
+        program = compile_one(width, drawn)
+        return lambda *args: (events.append(("dispatch", width)), program(*args))[1]
+
+    monkeypatch.setattr(s, "_compile", compiled)
+    got = s.run(jax.random.key(1), on_width=lambda width, *r: events.append(("done", width)))
+    assert [e for e in events if e[0] != "done"] == [(k, w) for w in (3, 2, 1) for k in ("compile", "dispatch")]
+    assert [e for e in events if e[0] == "done"] == [("done", 3), ("done", 2), ("done", 1)]
+    assert set(s.compile_seconds) == {1, 2, 3} and all(t > 0 for t in s.compile_seconds.values())
+    for a, b in zip(jax.tree.leaves(ahead(jax.random.key(1))), jax.tree.leaves(s(jax.random.key(1)))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert list(got) == [3, 2, 1]
 
 
 def test_wilson_interval_against_known_values():

@@ -6,6 +6,7 @@ they do not come from."""
 import json
 import os
 import pathlib
+import re
 import shutil
 
 import pytest
@@ -52,11 +53,12 @@ def _snapshot(out):
 def test_each_block_is_written_while_the_program_runs(finished):
     outdir, rows, lines = finished
     assert sorted(os.listdir(outdir / "cells")) == ["width_1.json", "width_3.json"]  # no temporary file left
-    # The blocks are reported as each width's program finishes: after compiling, before the run returns.
-    compiled = next(i for i, s in enumerate(lines) if s.startswith("compiled the study (2 cells x 16 seeds, "))
-    trained = next(i for i, s in enumerate(lines) if s.startswith("trained in"))
-    done = [i for i, s in enumerate(lines) if s.startswith("width ") and "done: wrote cells/width_" in s]
-    assert len(done) == 2 and all(compiled < i < trained for i in done)
+    # The blocks are reported as each width's program finishes, widest first, before the run returns.
+    start = next(i for i, s in enumerate(lines) if s.startswith("the study: 2 cells x 16 seeds, 2 programs"))
+    trained = next(i for i, s in enumerate(lines) if s.startswith("compiled and trained in"))
+    done = [i for i, s in enumerate(lines) if re.fullmatch(r"width \d done \(compiled in [0-9.]+ s\): wrote "
+                                                               r"cells/width_\d\.json", s)]
+    assert [lines[i][:7] for i in done] == ["width 3", "width 1"] and all(start < i < trained for i in done)
     for width in WIDTHS:
         block = json.loads((outdir / "cells" / f"width_{width}.json").read_text())
         assert block["fingerprint"]["width"] == width and block["fingerprint"]["config"]["seeds"] == SEEDS
@@ -72,12 +74,12 @@ def test_a_rerun_trains_only_the_missing_block_and_gives_the_same_table(finished
 
     def log(s):
         lines.append(s)
-        if s.startswith("compiled the study"):
+        if s.startswith("the study: "):
             finals_while_training.extend(f for f in study.FINAL_FILES if (out / f).exists())
 
     rows, timing = _run(out, log=log)
     assert any(s.startswith("reusing the finished blocks of width 1 from") for s in lines)
-    assert any(s.startswith("compiled the study (1 cells x 16 seeds, 1 program, one per width)") for s in lines)
+    assert any(s.startswith("the study: 1 cells x 16 seeds, 1 program (one per width") for s in lines)
     assert (timing["computed_widths"], timing["reused_widths"]) == ([3], [1])
     reused = (out / "cells" / "width_1.json").stat()
     assert (reused.st_ino, reused.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)  # not rewritten
