@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import importlib.util
 import json
 import os
@@ -124,6 +125,10 @@ def run(main: Callable[[list[str]], None], default_config: str, *,
             main(argv)
         except (ValueError, TrainingDiverged) as exc:
             sys.exit(f"error: {exc}")
+        finally:
+            # Python's collections at exit then pass over none of the objects alive now (JAX, SciPy,
+            # matplotlib): 0.06 s to exit instead of 0.42 s. Files are closed and written by then.
+            gc.freeze()
 
     app.run(checked_main, flags_parser=lambda argv: _parse_flags(argv, default_config))
 

@@ -29,7 +29,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
@@ -113,25 +112,30 @@ class Study:
         ``(activations of the width, seeds_padded)`` in the order of ``cells`` (on several devices still
         split over them).
 
-        A background thread compiles what is not compiled yet and dispatches each width as soon as its
-        program is ready. ``on_width(width, solved, final_loss, diverged)``, if given, is called on the
-        host as each width finishes, in :meth:`order`, with that width's NumPy results, the padding
-        networks cut off. With several processes it is called once every width is dispatched: fetching
-        results there is a collective, which every process must issue in the same order."""
+        A background thread compiles what is not compiled yet, one program after another, and each width
+        is dispatched as soon as its program is ready, queued behind the width before it.
+        ``on_width(width, solved, final_loss, diverged)``, if given, is called on the host as each width
+        finishes, in :meth:`order`, with that width's NumPy results, the padding networks cut off. With
+        several processes it is called once every width is dispatched: fetching results there is a
+        collective, which every process must issue in the same order."""
         drawn = self.draw(key)  # every width's initial weights and order keys
+        widths = self.order()
+        pending, unreported = {}, []
 
-        def dispatch(width):
-            return self._compile(width, drawn)(*drawn)  # returns at once; the devices train in the background
+        def report(width):
+            if on_width is not None:
+                on_width(width, *(sharding.to_host(r)[:, :self.seeds] for r in pending[width]))
 
         with ThreadPoolExecutor(1) as pool:
-            dispatched = {w: pool.submit(dispatch, w) for w in self.order()}
-            if jax.process_count() > 1:
-                futures.wait(dispatched.values())
-            pending = {}
-            for width, results in dispatched.items():
-                pending[width] = results.result()
-                if on_width is not None:
-                    on_width(width, *(sharding.to_host(r)[:, :self.seeds] for r in pending[width]))
+            # Dispatching from this thread, not the compiling one: with several devices a call returns
+            # only once the program before it is nearly done, and the compiling would wait for it.
+            for width, program in [(w, pool.submit(self._compile, w, drawn)) for w in widths]:
+                pending[width] = program.result()(*drawn)
+                unreported.append(width)
+                if len(unreported) > 1 and jax.process_count() == 1:
+                    report(unreported.pop(0))  # the width before, while this one waits behind it
+        for width in unreported:
+            report(width)
         return pending
 
     def __call__(self, key):

@@ -8,6 +8,7 @@ import os
 import pathlib
 import shutil
 import sys
+import threading
 
 import jax
 import launches
@@ -342,9 +343,10 @@ def test_every_study_cell_is_the_training_of_its_width_and_activation(layout, ce
     assert not np.asarray(diverged).any() and np.asarray(solved).any()  # not a comparison of all-failures
 
 
-def test_each_study_width_is_dispatched_before_the_next_compiles(monkeypatch):
-    """Study.run: widest first, each width's program compiled and dispatched before the next width's
-    compiling starts (so it trains while the next compiles), results the same as compiling all first."""
+def test_study_compiles_in_a_background_thread_and_dispatches_each_width_when_ready(monkeypatch):
+    """Study.run: widest first, the programs compiled one after another in a thread of their own (so the
+    compiling never waits on a dispatch), each width dispatched from the caller's thread once its program
+    is ready and reported after; the results are those of compiling everything first."""
     config = xor_config(seeds=8, epochs=20, log_every=10, dtype="float64", progress_every=0)
     cells = [("tanh", 1), ("tanh", 3), ("relu", 2)]
     ahead = study.make_study(config, cells, xor()).compile(jax.random.key(1))
@@ -353,14 +355,21 @@ def test_each_study_width_is_dispatched_before_the_next_compiles(monkeypatch):
     compile_one = s._compile
 
     def compiled(width, drawn):
-        events.append(("compile", width))
+        events.append(("compile", width, threading.get_ident()))
         program = compile_one(width, drawn)
-        return lambda *args: (events.append(("dispatch", width)), program(*args))[1]
+        return lambda *args: (events.append(("dispatch", width, threading.get_ident())), program(*args))[1]
 
     monkeypatch.setattr(s, "_compile", compiled)
-    got = s.run(jax.random.key(1), on_width=lambda width, *r: events.append(("done", width)))
-    assert [e for e in events if e[0] != "done"] == [(k, w) for w in (3, 2, 1) for k in ("compile", "dispatch")]
-    assert [e for e in events if e[0] == "done"] == [("done", 3), ("done", 2), ("done", 1)]
+    got = s.run(jax.random.key(1), on_width=lambda width, *r: events.append(("done", width, threading.get_ident())))
+    main = threading.get_ident()
+    for kind in ("compile", "dispatch", "done"):
+        assert [e[1] for e in events if e[0] == kind] == [3, 2, 1], kind
+    assert {e[2] for e in events if e[0] == "compile"} != {main}
+    assert len({e[2] for e in events if e[0] == "compile"}) == 1
+    assert {e[2] for e in events if e[0] != "compile"} == {main}
+    for width in (3, 2, 1):
+        assert events.index(("compile", width, events[0][2])) < events.index(("dispatch", width, main)) \
+            < events.index(("done", width, main))
     assert set(s.compile_seconds) == {1, 2, 3} and all(t > 0 for t in s.compile_seconds.values())
     for a, b in zip(jax.tree.leaves(ahead(jax.random.key(1))), jax.tree.leaves(s(jax.random.key(1)))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
