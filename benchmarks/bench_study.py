@@ -56,7 +56,7 @@ def main():
                      "it (one program per width, each width training as soon as its program is compiled while "
                      "the next compiles; the seeds split over one CPU device per core), first with an empty "
                      f"compilation cache, then rerun with the cache filled (median of {args.repeats} of each), "
-                     "and once with `--host_devices 1`; **before**: the code at git `{REV}`, one `make_train` "
+                     f"and once with `--host_devices 1`; **before**: the code at git `{REV}`, one `make_train` "
                      "program compiled per cell, on one device, once.")
         run(sec, args)
 
