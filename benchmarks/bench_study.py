@@ -124,10 +124,11 @@ def run(sec, args):
         diff += [] if old == counts else ["before"]
     same = "the same table" if not diff else f"a DIFFERENT table ({', '.join(diff)})"
     print("solved counts: " + ("identical in every cell, on every side" if not diff else f"DIFFER: {diff}"))
-    walls = sorted(s[0] for s in firsts)
+    ranked = sorted(firsts, key=lambda s: s[0])
+    walls = [s[0] for s in ranked]
     first = statistics.median(walls)
     rerun = statistics.median(s[0] for s in reruns)
-    middle = sorted(firsts, key=lambda s: s[0])[len(firsts) // 2][1]  # the summary of the median first run
+    middle = ranked[len(ranked) // 2][1]  # the summary of the median first run
     first_s = sec.figure("first_s", f"{first:.1f} s", f"wall seconds of `xor_study.py`, {args.seeds:,} seeds per "
                          f"cell, empty compilation cache (start to exit; median of {len(walls)})")
     sec.figure("first_range", f"{walls[0]:.1f}-{walls[-1]:.1f} s", "the first runs' fastest and slowest")

@@ -77,7 +77,7 @@ CACHE_DIR = os.path.join(".cache", "jax")  # under the repository root; git-igno
 
 
 # JAX keeps only programs that took at least 1 s to compile; the XOR study's six took 0.6-0.8 s each, so a
-# rerun compiled them again (benchmarks/bench_study.py: 7.8 s rerun at 1 s, 5.9 s at 0.2 s).
+# rerun compiled them again (`scripts/xor_study.py` rerun, start to exit: 7.8 s at 1 s, 5.9 s at 0.2 s).
 MIN_CACHED_COMPILE_SECONDS = 0.2
 
 
