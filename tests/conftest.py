@@ -83,3 +83,35 @@ def pytest_collection_modifyitems(items):
 
     late = {item.module for item in launches.registered()}
     items.sort(key=lambda item: getattr(getattr(item, "module", None), "__name__", "") in late)
+
+
+# --- What the log says when something fails --------------------------------------------------------
+
+
+def pytest_configure(config):
+    """A hard crash (no summary line) names the running test (tests/crash_watch.py)."""
+    import crash_watch
+
+    crash_watch.start()
+
+
+def pytest_runtest_logstart(nodeid, location):
+    import crash_watch
+
+    crash_watch.running(nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import crash_watch
+
+    crash_watch.finished()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test of a module that read background launches shows their output (tests/launches.py)."""
+    report = (yield).get_result()
+    if report.failed and getattr(item, "module", None) is not None:
+        import launches
+
+        report.sections.extend(launches.report_sections(item.module.__name__))
