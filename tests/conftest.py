@@ -10,9 +10,10 @@
   its older, quicker-to-compile emitters (``--xla_cpu_use_fusion_emitters=false``, where this jaxlib
   knows the flag: 40% less CPU time on the training, backprop, checker and PPCA tests; the newer
   emitters make faster code, which the tiny inputs here do not need), and every program compiled in this session
-  goes to a compilation cache that lives for the session only: a script launched by a test, or a
-  program rebuilt from a new closure, finds what an earlier test compiled. The suite starts cold each
-  time. These settings travel to the scripts the tests launch, through the environment.
+  goes to a compilation cache that lives for the session only: a program rebuilt from a new closure
+  finds what an earlier test compiled, and a script launched by a test what an earlier launch compiled
+  (the launches share a cache of their own, see below). The suite starts cold each time. These
+  settings travel to the scripts the tests launch, through the environment.
 """
 
 import atexit
@@ -38,11 +39,17 @@ def _xla_knows(flag: str) -> bool:
 if _xla_knows("xla_cpu_use_fusion_emitters"):
     os.environ["XLA_FLAGS"] = " ".join([*os.environ.get("XLA_FLAGS", "").split(),
                                         "--xla_cpu_use_fusion_emitters=false"])
+# Two caches: this process's own, and one shared by the processes the tests launch (through the
+# environment). JAX writes an entry in place (no temporary file, no lock), so a process can read an entry
+# that another is still writing; JAX then warns, and here a warning fails the test that was running. No
+# other process writes into this process's cache.
 _CACHE = tempfile.mkdtemp(prefix="lecture6-test-xla-cache-")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+_LAUNCH_CACHE = tempfile.mkdtemp(prefix="lecture6-launch-xla-cache-")
+for _path in (_CACHE, _LAUNCH_CACHE):
+    atexit.register(shutil.rmtree, _path, ignore_errors=True)
 os.environ.update({
     "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
-    "JAX_COMPILATION_CACHE_DIR": _CACHE,
+    "JAX_COMPILATION_CACHE_DIR": _LAUNCH_CACHE,
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
 })
@@ -52,6 +59,7 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_compilation_cache_dir", _CACHE)  # before anything is compiled
 
 
 @pytest.fixture
