@@ -280,20 +280,22 @@ def test_launcher_holds_the_coordinator_port_for_the_whole_run():
     """Between choosing the coordinator's port and process 0 listening on it, nothing else can bind it:
     every process finds a plain bind refused, and process 0 binds and listens as JAX's coordinator does
     (``SO_REUSEADDR``)."""
+    # Each line in one write (both processes share the launcher's stdout).
     script = ("import errno, os, socket\n"
+              "say = lambda line: os.write(1, (line + '\\n').encode())\n"
               "host, port = os.environ['LECTURE6_COORDINATOR'].split(':')\n"
               "with socket.socket() as s:\n"
               "    try:\n"
               "        s.bind((host, int(port)))\n"
-              "        print('plain bind succeeded')\n"
+              "        say('plain bind succeeded')\n"
               "    except OSError as e:\n"
-              "        print('plain bind refused', errno.errorcode[e.errno])\n"
+              "        say('plain bind refused ' + errno.errorcode[e.errno])\n"
               "if os.environ['LECTURE6_PROCESS_ID'] == '0':\n"
               "    with socket.socket() as s:\n"
               "        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
               "        s.bind((host, int(port)))\n"
               "        s.listen()\n"
-              "        print('coordinator listening')\n")
+              "        say('coordinator listening')\n")
     p = _launch("--processes", "2", "--", "-c", script, timeout=60)
     assert p.returncode == 0, p.stderr
     assert sorted(p.stdout.splitlines()) == ["coordinator listening"] + ["plain bind refused EADDRINUSE"] * 2
