@@ -120,7 +120,7 @@ class Section:
         self.rows.append([benchmark, target, result])
 
     def __enter__(self):
-        self.started = datetime.datetime.now(datetime.timezone.utc)
+        self.started = datetime.datetime.now(datetime.UTC)
         self.load_before = os.getloadavg()
         self._t0 = time.perf_counter()
         self._stdout = sys.stdout

@@ -42,6 +42,7 @@ ORDER = ["jacobian", "backprop", "train", "train_sweep", "train_parts", "study",
 
 _META = re.compile(r"\A<!-- section: (\{.*\}) -->\n")
 FIGURE = re.compile(r"<!-- figure: ([a-z0-9_]+\.[a-z0-9_.]+) = (.+?) -->")
+_ANY_FIGURE = re.compile(r"<!-- figure:.*? = .*?-->")
 _KEY = re.compile(r"[a-z0-9_]+\.[a-z0-9_.]+")
 
 
@@ -99,6 +100,9 @@ def read_sections(folder: str = SECTIONS) -> list[dict]:
 def parse_figures(text: str) -> dict[str, str]:
     """``{key: value}`` of every figure marker in ``text``; a key given twice is an error."""
     figures: dict[str, str] = {}
+    for m in _ANY_FIGURE.finditer(text):
+        if not FIGURE.fullmatch(m.group(0)):
+            raise ValueError(f"malformed figure marker {m.group(0)!r}: a key is section.name in lower case")
     for key, value in FIGURE.findall(text):
         if key in figures:
             raise ValueError(f"figure {key!r} is given twice ({figures[key]!r} and {value!r})")

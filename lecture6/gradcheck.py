@@ -140,7 +140,6 @@ _MAX_PROGRAMS = 512
 COMPILER_OPTIONS = {
     "xla_backend_optimization_level": 0,
     "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False,
 }
 _UNKNOWN_OPTIONS: set[str] = set()
 

@@ -46,18 +46,23 @@ SEEDS_LAST_MIN_RUNS = 8
 SEEDS_LAST_MAX_PRODUCTS = 768
 
 
+def accepted_compiler_options(options: dict) -> dict:
+    """``options`` if this XLA compiles a program with them, else ``{}``: XLA raises ``INVALID_ARGUMENT`` for
+    an option it does not know (options come and go between jaxlib releases), and a program must still run."""
+    try:
+        jax.jit(lambda x: x, compiler_options=options).lower(0.0).compile()
+    except jax.errors.JaxRuntimeError:
+        return {}
+    return dict(options)
+
+
 @functools.cache
 def seeds_last_compiler_options() -> dict:
     """XLA options for seeds-last programs: their small reductions (over a layer's units) compiled as
     XLA's own loops. XLA's CPU backend otherwise hands them to YNNPACK fusions, which made the 2-2-1 and
     2-16-1 programs 42x and 22x slower at 10,000 runs (``benchmarks/bench_train.py --parts``). Empty
     where XLA does not know the option."""
-    options = {"xla_cpu_experimental_ynn_fusion_type": ""}
-    try:
-        jax.jit(lambda x: x, compiler_options=options).lower(0.0).compile()
-    except jax.errors.JaxRuntimeError:
-        return {}
-    return options
+    return accepted_compiler_options({"xla_cpu_experimental_ynn_fusion_type": ""})
 
 
 class TrainingDiverged(RuntimeError):

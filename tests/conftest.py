@@ -5,40 +5,20 @@
 * warnings are errors (``filterwarnings = error`` in pyproject.toml) unless a test names them.
 * every test gets its own PRNG key, derived from its node id, so tests never share randomness.
 * compiling is most of the suite's time (hundreds of small programs, each run once on tiny inputs), so
-  XLA's backend optimizations are off (``jax_disable_most_optimizations``: LLVM at -O0; the HLO graph,
-  and so the arithmetic, is the one the library runs with), XLA's CPU backend emits its fusions with
-  its older, quicker-to-compile emitters (``--xla_cpu_use_fusion_emitters=false``, where this jaxlib
-  knows the flag: 40% less CPU time on the training, backprop, checker and PPCA tests; the newer
-  emitters make faster code, which the tiny inputs here do not need), and every program compiled in this session
-  goes to a compilation cache that lives for the session only: a program rebuilt from a new closure
-  finds what an earlier test compiled, and a script launched by a test what an earlier launch compiled
-  (the launches share a cache of their own, see below). The suite starts cold each time. These
-  settings travel to the scripts the tests launch, through the environment.
+  XLA's backend optimizations are off in this process (``jax_disable_most_optimizations``, JAX's public
+  config: LLVM at -O0; the HLO graph, and so the arithmetic, is the one the library runs with), and every
+  program compiled in this session goes to a compilation cache that lives for the session only: a program
+  rebuilt from a new closure finds what an earlier test compiled, and a script launched by a test what an
+  earlier launch compiled (the launches share a cache of their own, see below). The suite starts cold
+  each time. No XLA flag or compile option is set: an unknown one aborts the process on another jaxlib.
 """
 
 import atexit
-import glob
-import mmap
 import os
 import shutil
 import tempfile
 import zlib
 
-
-def _xla_knows(flag: str) -> bool:
-    """Whether this jaxlib's XLA has ``flag`` (an unknown flag in ``XLA_FLAGS`` aborts the process)."""
-    import jaxlib
-
-    for path in glob.glob(os.path.join(os.path.dirname(jaxlib.__file__), "**", "*.so"), recursive=True):
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            if m.find(flag.encode()) != -1:
-                return True
-    return False
-
-
-if _xla_knows("xla_cpu_use_fusion_emitters"):
-    os.environ["XLA_FLAGS"] = " ".join([*os.environ.get("XLA_FLAGS", "").split(),
-                                        "--xla_cpu_use_fusion_emitters=false"])
 # Two caches: this process's own, and one shared by the processes the tests launch (through the
 # environment). JAX writes an entry in place (no temporary file, no lock), so a process can read an entry
 # that another is still writing; JAX then warns, and here a warning fails the test that was running. No

@@ -304,3 +304,14 @@ def test_dequantized_likelihood_is_a_proper_density_at_every_q(dequantized_digit
     # The pixels on their grid (u = 0) are not a density: there sigma2 collapses onto the floor at large q.
     on_grid = np.rint(raw_train * (levels - 1)) / levels
     assert float(ppca.fit_closed_form(on_grid, d - 1).sigma2) < 1e-3 * noise
+
+
+def test_the_environment_can_name_the_mnist_file_to_use_instead_of_mlxtends(tmp_path, monkeypatch):
+    copy = tmp_path / "mnist_5k.csv.gz"
+    with open(data.mnist_5k_path(), "rb") as src:
+        copy.write_bytes(src.read())
+    monkeypatch.setenv(data.MNIST_5K_ENV, str(copy))
+    assert data.mnist_5k_path() == str(copy)
+    monkeypatch.setenv(data.MNIST_5K_ENV, str(tmp_path / "absent.csv.gz"))
+    with pytest.raises(FileNotFoundError, match="LECTURE6_MNIST_5K=.*absent.csv.gz.*names no file"):
+        data.mnist_5k_path()

@@ -30,6 +30,12 @@ def _load_collect():
 collect = _load_collect()
 
 QUOTE = re.compile(r"<!-- figure: ([a-z0-9_]+\.[a-z0-9_.]+) -->")
+# Any figure marker at all, well-formed or not: a key the strict pattern above does not match (capitals, no
+# section, stray spaces) would otherwise be skipped by one check and so never compared.
+ANY_MARKER = re.compile(r"<!-- figure:(.*?)-->")
+# What may not stand just before a quoted value: it would make the number read differently from the figure
+# ("10.41" for 0.41, "1,054" for 054, "−2.4" for 2.4).
+GLUED = set("0123456789.,·_'−-\u2009\u202f")
 # A speed ratio ("2.36×"; not a shape such as 2×2) or a rate before "seed-steps/s".
 RATIO = re.compile(r"\d[\d.,]*×(?!\s?\d)")
 RATE = re.compile(r"\d[\d.,]*(?:·10[⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+)?(?P<marker>\s*<!-- figure: [^>]*-->)?\s*seed-steps/s")
@@ -44,11 +50,16 @@ def _line(text: str, pos: int) -> int:
 def quote_problems(readme: str, figures: dict[str, str]) -> list[str]:
     """Every ``value<!-- figure: key -->`` in the README whose value is not RESULTS.md's, or whose key is unknown."""
     problems = []
-    for m in QUOTE.finditer(readme):
-        key, before = m.group(1), readme[:m.start()]
+    for m in ANY_MARKER.finditer(readme):
+        quote = QUOTE.fullmatch(m.group(0))
+        if not quote:
+            problems.append(f"README line {_line(readme, m.start())}: malformed figure marker {m.group(0)!r} (a key is "
+                            "section.name in lower case, e.g. '<!-- figure: study.first_s -->')")
+            continue
+        key, before = quote.group(1), readme[:m.start()]
         if key not in figures:
             problems.append(f"README line {_line(readme, m.start())}: figure {key!r} is not in RESULTS.md")
-        elif not before.endswith(figures[key]):
+        elif not before.endswith(figures[key]) or before[-len(figures[key]) - 1:-len(figures[key])] in GLUED:
             quoted = before[-len(figures[key]) - 8:].split("\n")[-1]
             problems.append(f"README line {_line(readme, m.start())}: {key} is quoted as '...{quoted}', "
                             f"RESULTS.md says {figures[key]!r}")
@@ -119,6 +130,27 @@ def test_a_readme_number_edited_alone_is_caught(results_text, readme_text):
     edited = readme_text[:start] + edited_value + readme_text[m.start():]
     problems = quote_problems(edited, figures)
     assert len(problems) == 1 and m.group(1) in problems[0] and repr(value) in problems[0], problems
+
+
+@pytest.mark.parametrize("prefix", ["1", "9.", ",", "-"])
+def test_a_readme_number_with_a_digit_or_separator_in_front_is_caught(results_text, readme_text, prefix):
+    figures = collect.parse_figures(results_text)
+    for m in QUOTE.finditer(readme_text):
+        value = figures[m.group(1)]
+        start = m.start() - len(value)
+        edited = readme_text[:start] + prefix + readme_text[start:]
+        problems = quote_problems(edited, figures)
+        assert len(problems) == 1 and m.group(1) in problems[0], (prefix, m.group(1), problems)
+
+
+def test_a_marker_key_in_capitals_or_malformed_is_an_error():
+    figures = {"study.first_s": "8.7"}
+    assert quote_problems("took 8.7<!-- figure: study.first_s --> s", figures) == []
+    for marker in ("<!-- figure: Study.First_s -->", "<!-- figure: study -->", "<!-- figure:study.first_s -->"):
+        problems = quote_problems(f"took 8.7{marker} s", figures)
+        assert len(problems) == 1 and "malformed figure marker" in problems[0], (marker, problems)
+    with pytest.raises(ValueError, match="malformed figure marker"):
+        collect.parse_figures("<!-- figure: Study.first_s = 8.7 -->")
 
 
 def test_a_results_figure_edited_alone_is_caught(results_text, readme_text):
