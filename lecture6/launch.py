@@ -9,8 +9,14 @@ environment, so :func:`lecture6.distributed.initialize` joins them into one JAX 
 run on the CPU (``JAX_PLATFORMS=cpu`` unless the environment sets it): this is a rehearsal of a
 multi-host run on one machine. On a real cluster no launcher is needed; see the README.
 
-Failure. The port is a free one unless ``--port`` names one; a busy port is reported before anything
-starts. If any process exits non-zero (or is killed), the others are sent SIGINT at once and SIGKILL
+The coordinator's port. The launcher binds it (a free one the OS picks, or ``--port``) before it starts
+anything and holds it, bound but not listening, until the run ends (:func:`reserve_port`): meanwhile the OS
+gives it to no other socket that asks for a free port and uses it for no outgoing connection, while process
+0's coordinator, which binds with ``SO_REUSEADDR`` as the launcher does, binds it and listens. (Picking a
+free port, closing it and letting process 0 bind it seconds later would leave it to anything on the machine
+that asks for a port in between.) A busy port is reported before anything starts.
+
+Failure. If any process exits non-zero (or is killed), the others are sent SIGINT at once and SIGKILL
 ``--grace`` seconds later (default 3), and the launcher exits with the failing process's code (128 + signal number
 for a signal) -- so a run with a dead process ends within about ``--grace`` seconds instead of waiting
 in a collective. ``--timeout`` bounds the whole run the same way (exit code 124).
@@ -20,37 +26,52 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from lecture6.distributed import ENV_COORDINATOR, ENV_INIT_TIMEOUT, ENV_NUM_PROCESSES, ENV_PROCESS_ID
 
 HOST = "127.0.0.1"
-POLL_SECONDS = 0.05
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 
+def reserve_port(port: int | None = None) -> socket.socket:
+    """A socket bound to ``port`` on 127.0.0.1 (a free port the OS picks if ``None``), for the coordinator.
+
+    Bound with ``SO_REUSEADDR`` and never listening, it holds the port while it is open: the OS hands it to
+    no other ``bind`` or outgoing connection, yet a server that binds with ``SO_REUSEADDR`` (JAX's
+    coordinator, a gRPC server) can bind and listen on it. Close it once the run is over. Raises
+    ``OSError`` with a clear message if the port is out of range or something listens on it.
+    """
+    if port is not None and not 1 <= port <= 65535:
+        raise OSError(f"coordinator port must be in 1..65535, got {port}")
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((HOST, 0 if port is None else port))
+    except OSError as exc:
+        s.close()
+        raise OSError(f"coordinator port {HOST}:{port} is busy ({exc.strerror}); pick another --port, "
+                      "or leave --port out for a free one") from None
+    return s
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
+    """A TCP port on 127.0.0.1 that nothing is bound to now (the OS picks it). It is released on return, so
+    anything may take it before it is bound again: the launcher holds its port with :func:`reserve_port`."""
+    with reserve_port() as s:
         return s.getsockname()[1]
 
 
 def check_port(port: int) -> None:
-    """Raise ``OSError`` with a clear message if ``port`` on 127.0.0.1 cannot be bound."""
-    if not 1 <= port <= 65535:
-        raise OSError(f"coordinator port must be in 1..65535, got {port}")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((HOST, port))
-        except OSError as exc:
-            raise OSError(f"coordinator port {HOST}:{port} is busy ({exc.strerror}); pick another --port, "
-                          "or leave --port out for a free one") from None
+    """Raise ``OSError`` with a clear message if ``port`` on 127.0.0.1 cannot be reserved for a coordinator."""
+    reserve_port(port).close()
 
 
 def process_env(base: dict, *, coordinator: str, processes: int, process_id: int,
@@ -81,7 +102,7 @@ def _describe(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
-def _stop(procs: list[subprocess.Popen], grace: float) -> None:
+def _stop(procs: list[subprocess.Popen], grace: float, log) -> None:
     """SIGINT to every running process, SIGKILL to those still running ``grace`` seconds later.
 
     SIGINT, not SIGTERM: Python turns it into ``KeyboardInterrupt``, so ``finally`` blocks run (a
@@ -92,10 +113,11 @@ def _stop(procs: list[subprocess.Popen], grace: float) -> None:
         if p.poll() is None:
             p.send_signal(signal.SIGINT)
     deadline = time.monotonic() + grace
-    for p in procs:
+    for i, p in enumerate(procs):
         try:
             p.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            log(f"process {i} still running {grace:g} s after SIGINT; SIGKILL")
             p.kill()
             p.wait()
 
@@ -113,12 +135,14 @@ def launch(command: list[str], *, processes: int, devices_per_process: int | Non
         raise ValueError(f"--devices-per-process must be >= 1, got {devices_per_process}")
     if not command:
         raise ValueError("no command given: put the script and its arguments after --")
-    if port is None:
-        port = free_port()
-    else:
-        check_port(port)
-    coordinator = f"{HOST}:{port}"
+    with reserve_port(port) as reserved:  # held until every process has exited
+        coordinator = f"{HOST}:{reserved.getsockname()[1]}"
+        return _run(command, processes, devices_per_process, coordinator, grace, timeout, log)
+
+
+def _run(command, processes, devices_per_process, coordinator, grace, timeout, log) -> int:
     procs: list[subprocess.Popen] = []
+    exited: queue.Queue = queue.Queue()  # (index, exit code) of each process, as it exits
     previous = {}
 
     def on_signal(signum, frame):  # Ctrl-C or a scheduler's SIGTERM reaches every process
@@ -126,35 +150,34 @@ def launch(command: list[str], *, processes: int, devices_per_process: int | Non
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, on_signal)
-    start = time.monotonic()
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         for i in range(processes):
             env = process_env(os.environ, coordinator=coordinator, processes=processes, process_id=i,
                               devices_per_process=devices_per_process)
-            procs.append(subprocess.Popen([sys.executable, *command], env=env))
-        while True:
-            codes = [p.poll() for p in procs]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if failed:
-                i, code = failed[0]
-                running = sum(c is None for c in codes)
+            procs.append(p := subprocess.Popen([sys.executable, *command], env=env))
+            threading.Thread(target=lambda i=i, p=p: exited.put((i, p.wait())), daemon=True).start()
+        running = processes
+        while running:
+            try:  # woken by the next exit, not by a clock; the deadline only bounds the wait
+                i, code = exited.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                log(f"the run exceeded --timeout={timeout:g} s; stopping every process")
+                _stop(procs, grace, log)
+                return 124
+            running -= 1
+            if code != 0:
                 log(f"process {i} {_describe(code)}; stopping the other {running} running process(es) "
                     f"(SIGINT, SIGKILL after {grace:g} s)")
-                _stop(procs, grace)
+                _stop(procs, grace, log)
                 return _exit_code(code)
-            if all(c == 0 for c in codes):
-                return 0
-            if timeout is not None and time.monotonic() - start > timeout:
-                log(f"the run exceeded --timeout={timeout:g} s; stopping every process")
-                _stop(procs, grace)
-                return 124
-            time.sleep(POLL_SECONDS)
+        return 0
     except KeyboardInterrupt:
         log("interrupted; stopping every process")
-        _stop(procs, grace)
+        _stop(procs, grace, log)
         return 130
     except BaseException:  # e.g. a process that could not be started: none is left behind
-        _stop(procs, grace)
+        _stop(procs, grace, log)
         raise
     finally:
         for sig, handler in previous.items():

@@ -7,10 +7,10 @@
 * compiling is most of the suite's time (hundreds of small programs, each run once on tiny inputs), so
   XLA's backend optimizations are off in this process (``jax_disable_most_optimizations``, JAX's public
   config: LLVM at -O0; the HLO graph, and so the arithmetic, is the one the library runs with), and every
-  program compiled in this session goes to a compilation cache that lives for the session only: a script
-  launched by a test, or a program rebuilt from a new closure, finds what an earlier test compiled. The
-  suite starts cold each time. No XLA flag or compile option is set: an unknown one aborts the process
-  on another jaxlib.
+  program compiled in this session goes to a compilation cache that lives for the session only: a program
+  rebuilt from a new closure finds what an earlier test compiled, and a script launched by a test what an
+  earlier launch compiled (the launches share a cache of their own, see below). The suite starts cold
+  each time. No XLA flag or compile option is set: an unknown one aborts the process on another jaxlib.
 """
 
 import atexit
@@ -19,11 +19,17 @@ import shutil
 import tempfile
 import zlib
 
+# Two caches: this process's own, and one shared by the processes the tests launch (through the
+# environment). JAX writes an entry in place (no temporary file, no lock), so a process can read an entry
+# that another is still writing; JAX then warns, and here a warning fails the test that was running. No
+# other process writes into this process's cache.
 _CACHE = tempfile.mkdtemp(prefix="lecture6-test-xla-cache-")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+_LAUNCH_CACHE = tempfile.mkdtemp(prefix="lecture6-launch-xla-cache-")
+for _path in (_CACHE, _LAUNCH_CACHE):
+    atexit.register(shutil.rmtree, _path, ignore_errors=True)
 os.environ.update({
     "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
-    "JAX_COMPILATION_CACHE_DIR": _CACHE,
+    "JAX_COMPILATION_CACHE_DIR": _LAUNCH_CACHE,
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
 })
@@ -33,6 +39,7 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_compilation_cache_dir", _CACHE)  # before anything is compiled
 
 
 @pytest.fixture
@@ -64,3 +71,35 @@ def pytest_collection_modifyitems(items):
 
     late = {item.module for item in launches.registered()}
     items.sort(key=lambda item: getattr(getattr(item, "module", None), "__name__", "") in late)
+
+
+# --- What the log says when something fails --------------------------------------------------------
+
+
+def pytest_configure(config):
+    """A hard crash (no summary line) names the running test (tests/crash_watch.py)."""
+    import crash_watch
+
+    crash_watch.start()
+
+
+def pytest_runtest_logstart(nodeid, location):
+    import crash_watch
+
+    crash_watch.running(nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import crash_watch
+
+    crash_watch.finished()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test of a module that read background launches shows their output (tests/launches.py)."""
+    report = (yield).get_result()
+    if report.failed and getattr(item, "module", None) is not None:
+        import launches
+
+        report.sections.extend(launches.report_sections(item.module.__name__))

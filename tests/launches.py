@@ -8,9 +8,14 @@ core. A test module registers its launches when it is imported::
     XOR = launches.launch("train_xor", lambda out: [sys.executable, "scripts/train_xor.py", f"--workdir={out}/run"])
 
 and a test reads ``XOR.result()`` (a ``subprocess.CompletedProcess``) and the files under ``XOR.out``.
-``result()`` waits for that launch only: one the background thread has not reached yet runs at once in
-the caller. Launches of modules that were not collected (``pytest tests/test_x.py``, ``-k``) are not
+``result()`` waits for that launch only (it joins the background thread's run of it: a test never reads
+a launch's files while it is still writing them); one the background thread has not reached yet runs at
+once in the caller. Launches of modules that were not collected (``pytest tests/test_x.py``, ``-k``) are not
 started in the background, only when a test asks for them.
+
+A launch's output is kept (``result().stdout``, ``.stderr``); when a test of a module that read a launch
+fails, its report shows that output (:func:`report_sections`, called by tests/conftest.py). Launches run
+with ``PYTHONFAULTHANDLER=1``: a hard crash (an abort in XLA) leaves the Python stack in their stderr.
 """
 
 from __future__ import annotations
@@ -44,8 +49,10 @@ class Launch:
         self._lock = threading.Lock()
         self._result: subprocess.CompletedProcess | None = None
         self._proc: subprocess.Popen | None = None
+        self.read_by: set[str] = set()  # the modules whose code called result()
 
     def result(self) -> subprocess.CompletedProcess:
+        self.read_by.add(sys._getframe(1).f_globals.get("__name__", ""))
         with self._lock:  # the background thread holds it while this launch runs there
             if self._result is None:
                 self._result = self._run()
@@ -54,7 +61,8 @@ class Launch:
     def _run(self) -> subprocess.CompletedProcess:
         # Its own process group (a launcher's workers go down with it) and a low priority, so that the
         # in-process tests, which someone is waiting for, keep their core.
-        self._proc = subprocess.Popen([*_NICE, *self.argv], cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+        env = {**(os.environ if self.env is None else self.env), "PYTHONFAULTHANDLER": "1"}
+        self._proc = subprocess.Popen([*_NICE, *self.argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             stdout, stderr = self._proc.communicate(timeout=self.timeout)
@@ -101,6 +109,22 @@ def python(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
+def report_sections(module: str, lines: int = 150) -> list[tuple[str, str]]:
+    """(title, text) of the output of every launch that ``module`` has read: the last ``lines`` lines of
+    its stdout and stderr, for the report of a failing test of that module."""
+    sections = []
+    for item in _ALL:
+        p = item._result
+        if module not in item.read_by or p is None:
+            continue
+        for stream, text in (("stdout", p.stdout), ("stderr", p.stderr)):
+            kept = text.splitlines()[-lines:]
+            left = len(text.splitlines()) - len(kept)
+            sections.append((f"launch {item.name}: {stream} (exit code {p.returncode})",
+                             (f"[... {left} earlier lines]\n" if left else "") + "\n".join(kept)))
+    return sections
+
+
 def start(modules: set[str]) -> None:
     """Run, in registration order on a daemon thread, the launches of the collected ``modules``."""
     todo = [item for item in _ALL if item.module in modules]
@@ -111,6 +135,8 @@ def start(modules: set[str]) -> None:
                 try:
                     if item._result is None:
                         item._result = item._run()
+                except Exception:  # e.g. the command cannot start: a test reading it runs it and sees why
+                    pass
                 finally:
                     item._lock.release()
 

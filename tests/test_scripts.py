@@ -277,8 +277,8 @@ def test_a_finished_write_leaves_nothing_behind(tmp_path):
 
 
 def test_scripts_keep_compiled_programs_in_the_repository_cache_unless_one_is_set(tmp_path):
-    """rundir.use_compilation_cache: a cache directory already configured (here the suite's own, from
-    JAX_COMPILATION_CACHE_DIR) wins; otherwise the one given is set. Programs that compile in 0.2 s are
+    """rundir.use_compilation_cache: a cache directory already configured (here the suite's own, set by
+    tests/conftest.py) wins; otherwise the one given is set. Programs that compile in 0.2 s are
     kept, unless JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS (here the suite's 0) says otherwise."""
     current = jax.config.jax_compilation_cache_dir
     threshold = jax.config.jax_persistent_cache_min_compile_time_secs

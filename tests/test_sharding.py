@@ -50,8 +50,16 @@ def _env(**extra):
 
 
 def _launch(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "lecture6.launch", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=_env(), timeout=timeout, check=False)
+    """``python -m lecture6.launch ARGS``; if it outlives ``timeout``, it and its processes are killed."""
+    with subprocess.Popen([sys.executable, "-m", "lecture6.launch", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env(), start_new_session=True) as p:
+        try:
+            stdout, stderr = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            stdout, stderr = p.communicate()
+            pytest.fail(f"the launcher was still running after {timeout} s:\n{stdout}\n{stderr}")
+    return subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
 
 
 # --- The two multi-device runs, started when the tests are collected (tests/launches.py) -------------
@@ -243,19 +251,54 @@ def test_launcher_refuses_a_busy_coordinator_port():
     assert "started" not in p.stdout  # nothing was started
 
 
-def test_launcher_stops_every_process_when_one_dies():
-    # Process 1 fails at once; process 0 ignores SIGINT and would sleep for a minute: the launcher must
-    # SIGKILL it after the grace period and exit with process 1's code.
+def test_launcher_stops_every_process_when_one_dies(tmp_path):
+    # Process 0 ignores SIGINT and would sleep for 10 minutes; process 1 fails once process 0 is ready (it
+    # opens a FIFO that process 1 waits on: an event, not a sleep). The launcher must SIGKILL process 0
+    # after the grace period and exit with process 1's code.
+    ready = tmp_path / "ready"
+    os.mkfifo(ready)
     script = ("import os, signal, sys, time\n"
-              "if os.environ['LECTURE6_PROCESS_ID'] == '1': sys.exit(3)\n"
+              "if os.environ['LECTURE6_PROCESS_ID'] == '1':\n"
+              f"    open({str(ready)!r}).read()\n"  # returns once process 0 has opened and closed the FIFO
+              "    print(time.monotonic(), flush=True)\n"
+              "    sys.exit(3)\n"
               "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-              "time.sleep(60)\n")
-    start = time.monotonic()
-    p = _launch("--processes", "2", "--grace", "1", "--", "-c", script, timeout=30)
-    elapsed = time.monotonic() - start
+              f"open({str(ready)!r}, 'w').close()\n"
+              "time.sleep(600)\n")
+    p = _launch("--processes", "2", "--grace", "1", "--", "-c", script, timeout=300)
+    stopped = time.monotonic() - float(p.stdout)  # CLOCK_MONOTONIC: one clock for every process
     assert p.returncode == 3, p.stderr
     assert "process 1 exited with code 3" in p.stderr
-    assert elapsed < 10  # grace (1 s) plus start-up, far below the 60 s sleep
+    assert "process 0 still running 1 s after SIGINT; SIGKILL" in p.stderr, p.stderr
+    # From process 1's exit to the launcher's: the 1 s grace, plus noticing the exit and the launcher's own
+    # exit (~0.1 s idle, a few s on a loaded machine). The bound says the launcher did not wait for the
+    # 600 s sleep; it is far from both.
+    assert stopped < 60, stopped
+
+
+def test_launcher_holds_the_coordinator_port_for_the_whole_run():
+    """Between choosing the coordinator's port and process 0 listening on it, nothing else can bind it:
+    every process finds a plain bind refused, and process 0 binds and listens as JAX's coordinator does
+    (``SO_REUSEADDR``)."""
+    # Each line in one write (both processes share the launcher's stdout).
+    script = ("import errno, os, socket\n"
+              "say = lambda line: os.write(1, (line + '\\n').encode())\n"
+              "host, port = os.environ['LECTURE6_COORDINATOR'].split(':')\n"
+              "with socket.socket() as s:\n"
+              "    try:\n"
+              "        s.bind((host, int(port)))\n"
+              "        say('plain bind succeeded')\n"
+              "    except OSError as e:\n"
+              "        say('plain bind refused ' + errno.errorcode[e.errno])\n"
+              "if os.environ['LECTURE6_PROCESS_ID'] == '0':\n"
+              "    with socket.socket() as s:\n"
+              "        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+              "        s.bind((host, int(port)))\n"
+              "        s.listen()\n"
+              "        say('coordinator listening')\n")
+    p = _launch("--processes", "2", "--", "-c", script, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert sorted(p.stdout.splitlines()) == ["coordinator listening"] + ["plain bind refused EADDRINUSE"] * 2
 
 
 def test_launcher_sets_each_process_environment():
