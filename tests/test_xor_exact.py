@@ -17,11 +17,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import collect  # noqa: E402
 
-# benchmarks/record_xor.py as `make bench` runs it: its own process, JAX's and XLA's default settings (the
-# suite's in-process settings, tests/conftest.py, are left out of its environment).
-USER_ENV = {k: v for k, v in os.environ.items() if k != "JAX_DISABLE_MOST_OPTIMIZATIONS"}
+# benchmarks/record_xor.py as `make bench` runs it: its own process, JAX's and XLA's default settings (as
+# every launch, tests/conftest.py).
 RECORD = launches.launch("record_xor", lambda out: launches.python(
-    "benchmarks/record_xor.py", "--json", f"{out}/xor.json"), env=USER_ENV)
+    "benchmarks/record_xor.py", "--json", f"{out}/xor.json"))
 
 
 def recorded() -> dict[str, str]:
