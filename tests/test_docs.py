@@ -148,3 +148,21 @@ def test_the_runner_reports_output_and_exception(tmp_path, monkeypatch):
     page.write_text(page.read_text().replace("bad x = 2\n```", "bad x = 3\n```"))
     problems = output_problems("page.md", results)
     assert len(problems) == 1 and "bad x = 3" in problems[0], problems
+
+
+def test_demo_record_times_the_commands_make_demo_runs():
+    """``make demo-record`` records the steps ``make -n demo`` lists (an independent reading of the Makefile)."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on the PATH")
+    listed = subprocess.run(["make", "-n", "--no-print-directory", "demo", "STAMP=", "PY=PY"], cwd=docs_pages.ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\n")
+    spec = importlib.util.spec_from_file_location("record_demo", os.path.join(docs_pages.ROOT, "benchmarks",
+                                                                              "record_demo.py"))
+    record_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(record_demo)
+    recorded = [" ".join(["PY", *argv[1:]]) for argv in record_demo.demo_recipe()]
+    assert recorded == [line for line in listed if line.strip()]
