@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py --sweep --record
 	$(PY) benchmarks/bench_train.py --parts --record
 	$(PY) benchmarks/bench_study.py --record
+	$(PY) benchmarks/record_xor.py --record
 	$(PY) benchmarks/bench_ppca.py --record
 	$(PY) benchmarks/bench_devices.py --record
 	$(PY) benchmarks/collect.py

@@ -45,7 +45,7 @@ DIGITS = launches.launch("train_digits", script("train_digits.py", "--config.see
                                                 "--config.width=16", "--workdir={out}/digits"))
 BAD_VALUE = launches.launch("train_xor_bad_value", script("train_xor.py", "--config.lr=-0.5",
                                                           "--workdir={out}/run"))
-STUDY = launches.launch("xor_study", script("xor_study.py", "--seeds=50", "--widths=1", "--activations=relu,tanh",
+STUDY = launches.launch("xor_study", script("xor_study.py", "--seeds=50", "--widths=2", "--activations=relu,tanh",
                                             "--config.epochs=300", "--outdir={out}/study"))
 
 
@@ -61,7 +61,7 @@ XOR_LAUNCHED = launches.launch("train_xor_2x2", under_launcher(
     "train_xor.py", "--config", XOR_CONFIG, *[f"--config.{k}={v}" for k, v in TINY.items()], "--workdir={out}/script"),
     timeout=660)
 STUDY_LAUNCHED = launches.launch("xor_study_2x2", under_launcher(
-    "xor_study.py", "--seeds=50", "--widths=1", "--activations=relu,tanh", "--config.epochs=300",
+    "xor_study.py", "--seeds=50", "--widths=2", "--activations=relu,tanh", "--config.epochs=300",
     "--outdir={out}/study"), timeout=660)
 
 
@@ -317,12 +317,13 @@ def test_xor_study_script_writes_table_plot_and_timings():
     assert "the study: 2 cells x 50 seeds, 1 program (one per width" in p.stdout
     # one CPU device per core by default (sharding.split_host_cpu), the seeds split over them
     assert f"training on {sharding.available_cores()} device(s)" in p.stdout
-    assert "width 1 done (compiled in " in p.stdout
+    assert "width 2 done (compiled in " in p.stdout
     with open(out / "study.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["activation"], r["width"]) for r in rows] == [("relu", "1"), ("tanh", "1")]
-    # one hidden unit cannot solve XOR: the output is a monotone function of the single w.x
-    assert all(float(r["success_rate"]) == 0.0 and int(r["seeds"]) == 50 for r in rows)
+    assert [(r["activation"], r["width"]) for r in rows] == [("relu", "2"), ("tanh", "2")]
+    # the slides' 2-unit network solves XOR from some starts only (the table a comparison can tell apart)
+    assert all(0 < float(r["success_rate"]) < 1 and int(r["seeds"]) == 50 for r in rows)
+    assert rows[0]["success_rate"] != rows[1]["success_rate"]
     assert "| width | relu | tanh |" in (out / "study.md").read_text()
     assert (out / "success_vs_width.png").stat().st_size > 0
     summary = json.loads((out / "summary.json").read_text())

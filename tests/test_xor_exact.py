@@ -43,8 +43,8 @@ def test_the_xor_study_table_and_collapse_counts_are_exactly_the_recorded_ones()
         got = json.load(f)["figures"]
     want = recorded()
     assert len([k for k in want if k.split("_")[0] in ("relu", "tanh", "sigmoid")]) == 18, sorted(want)
-    if got == want:
-        return
+    if {k: v for k, v in got.items() if k != "versions"} == {k: v for k, v in want.items() if k != "versions"}:
+        return  # every count as recorded (on the recorded jax/jaxlib, or on another that computes the same)
     table = side_by_side(got, want)
     if got["versions"] != want["versions"]:
         pytest.skip(f"the XOR counts on {got['versions']} differ from the record for {want['versions']}:\n{table}")
