@@ -133,6 +133,8 @@ def main():
                     "extra commands left out)")
     add_record_flag(ap)
     args = ap.parse_args()
+    if args.skip_extras and args.record:
+        ap.error("--skip-extras leaves out figures the docs quote: a partial run is printed, never recorded")
     cache = tempfile.mkdtemp(prefix="lecture6-demo-cache-")
     env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache)
     steps = list(zip(DEMO_STEPS, demo_recipe()))
