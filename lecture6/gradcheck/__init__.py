@@ -110,6 +110,14 @@ def _out_shape(f: Callable, x) -> tuple[int, ...]:
     return tuple(out.shape)
 
 
+def _size(n: int) -> str:
+    """``n`` bytes in the largest binary unit that keeps a number of at least 1."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
 def _pick_mode(mode: str, n_out: int, n_in: int, budget: int) -> str:
     """``mode`` with ``"auto"`` resolved; a clear error where the mode's arrays would not fit ``budget``."""
     if mode not in ("auto", "full", "fast"):
@@ -120,8 +128,8 @@ def _pick_mode(mode: str, n_out: int, n_in: int, budget: int) -> str:
     if need[mode] > budget:
         other = " or mode='fast'" if mode == "full" and need["fast"] <= budget else ""
         raise ValueError(
-            f"check_jacobian: the {mode} check of a {n_out}x{n_in} Jacobian needs {need[mode] / 2**20:.0f} MiB of "
-            f"Jacobian-sized arrays, over the memory budget of {budget / 2**20:.0f} MiB; pass a larger "
+            f"check_jacobian: the {mode} check of a {n_out}x{n_in} Jacobian needs {_size(need[mode])} of "
+            f"Jacobian-sized arrays, over the memory budget of {_size(budget)}; pass a larger "
             f"memory_budget{other}, or check a smaller function")
     return mode
 

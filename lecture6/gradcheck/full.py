@@ -190,14 +190,16 @@ def judge_kinks(cand: np.ndarray, d: Differences, kink: np.ndarray, scale: float
 
 def compare_with_fd(ad: np.ndarray, d: Differences, kink: np.ndarray, scale: float, fd_rtol: float,
                     fd_atol: float) -> tuple[np.ndarray, Comparison]:
-    """Autodiff against the central difference at the first step that agrees (the longest by default).
+    """Autodiff against the central difference at the first step that agrees; where none does, at the first
+    step with no kink within it (its one-sided differences agree), else the longest.
 
     Returns the finite-difference Jacobian so chosen, and the comparison; kink entries are skipped.
     """
     tol = fd_atol * scale + fd_rtol * np.abs(ad)[None] + d.noise
     with np.errstate(invalid="ignore"):
         agree = np.abs(ad[None] - d.central) <= tol
-    level = np.argmax(agree, axis=0)[None]  # the first level that agrees; 0 where none does
+        smooth = np.abs(d.left - d.right) <= fd_atol * scale + fd_rtol * np.abs(d.right) + 2 * d.noise
+    level = np.where(agree.any(axis=0), np.argmax(agree, axis=0), np.argmax(smooth, axis=0))[None]
     fd = np.take_along_axis(d.central, level, axis=0)[0]
     return fd, compare(ad, fd, np.take_along_axis(tol, level, axis=0)[0], skip=kink)
 
