@@ -112,13 +112,14 @@ class Directions:
         return bool(np.any((gb > 8 * node.noise[b]) & (gb > 0.5 * ga)))
 
     def settle(self, nodes: list[Node]) -> list[tuple[float, np.ndarray | None, int]]:
-        """Evaluate shorter steps for nodes with no kink-free confirming pair yet, then judge them all."""
+        """Evaluate shorter steps for nodes with no kink-free confirming pair yet, or only one whose error bar
+        is over a tenth of the limit, while there are shorter steps; then judge them all."""
         while True:
             verdicts = [self.verdict(n) for n in nodes]
             more = []
             for n, (_, bar, _) in zip(nodes, verdicts):
                 nxt = max(n.disc) + 1
-                if bar is None and nxt < len(self.t):
+                if (bar is None or np.any(bar > 0.1 * self.limit)) and nxt < len(self.t):
                     more += [(n, nxt)] + ([(n, nxt - 1)] if nxt - 1 not in n.gap else [])
             if not more:
                 return verdicts
