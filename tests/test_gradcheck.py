@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from lecture6 import backprop, gradcheck
+from lecture6 import backprop
 from lecture6.chain_rule import chain
 from lecture6.gradcheck import (
     assert_gradient,

@@ -1,31 +1,34 @@
 """The fast check: every entry against autodiff, autodiff against finite differences along random
 directions, and group testing to name the entry a disagreeing direction points at.
 
-The full check evaluates f about eight times per input, hours for a network's parameters. This one:
+The full check evaluates f about eight times per input: hours for a network's parameters. This one:
 
-1. **Hand against autodiff on every entry.** One compiled program computes the autodiff Jacobian (for
-   a scalar f, one ``jax.grad``), ``f(x)``, and forward-mode derivatives along the directions below.
-   The hand Jacobian is compared with it entry by entry, exactly as in the full check.
-2. **Autodiff against finite differences along k random directions** ``u`` (every input moved by
-   ``+-h_j``, :data:`~lecture6.gradcheck.settings.DIRECTIONS` of them). Along ``u`` the central difference
-   at step ``t`` is compared with autodiff's ``J u`` (computed from the points actually reached, so the
-   rounding of ``x + t u`` does not count). Steps ten times apart
-   (:data:`~lecture6.gradcheck.settings.DIRECTION_SHRINKS`) are tried from the longest down until two
-   neighbours confirm each other; their difference (with the rounding bound) is the error bar of the
-   longer one. **Kinks:** a direction through a ReLU network crosses kinks at a distance that shrinks
-   with the number of units and examples; a kink within the step makes the one-sided difference on its
-   side, and so the central differences at neighbouring steps, disagree, and the check shrinks the step.
-   A direction with no two agreeing steps, or one that meets a kink at x itself, is drawn anew (without
-   the kinked inputs, which are checked one by one).
-3. **Group testing.** Where a direction disagrees by more than its error bar, the inputs are halved and
-   the half still disagreeing is followed (the other half's difference is the parent's minus this one's)
-   down to one input: about ``log2(n)`` rounds of four evaluations of f.
+1. **Hand against autodiff on every entry.** One compiled program computes ``f(x)``, the autodiff
+   Jacobian (for a scalar f, one ``jax.grad``) and the forward-mode derivative along one random
+   direction, which must equal the Jacobian times it (jacfwd against jacrev; where they disagree the
+   direction is halved down to the input, as below). The hand Jacobian is compared with autodiff entry by
+   entry, exactly as in the full check.
+2. **Autodiff against finite differences along k random directions** (:mod:`lecture6.gradcheck.directions`,
+   :data:`~lecture6.gradcheck.settings.DIRECTIONS` of them; every input moved at once). Along each, the
+   central difference is compared with autodiff's ``J u``, computed from the points actually reached.
+   Steps ten times apart (:data:`~lecture6.gradcheck.settings.DIRECTION_SHRINKS`) are tried from the
+   longest down until a pair of neighbours is free of kinks and confirms each other: their difference,
+   with the bound on rounding, is the error bar. **Kinks:** a direction through a ReLU network on
+   thousands of examples crosses kinks within the longer steps; a kink within a step shows as one-sided
+   differences that disagree alike at both steps (where f is smooth they differ by ``t f''``, ten times
+   less at the shorter step), and the check shrinks the step. A direction with no such pair, or with a
+   kink at x itself, is drawn anew (the kinked input located as below, judged alone, and left out).
+3. **Group testing.** Where a direction disagrees beyond its error bar, its inputs are halved and the half
+   still disagreeing is followed (the other half's difference is the parent's minus this one's) down to
+   one input: about ``log2(n)`` rounds of four evaluations of f. Entries already examined are subtracted
+   first, so that several directions pointing at one wrong entry search once.
 4. **The named entries judged as in the full check** (:func:`lecture6.gradcheck.full.judge_columns`):
-   finite differences at the full check's steps on that input alone, with its kink rules. A direction's
-   alarm that no single entry confirms fails nothing (each entry is within its tolerance), and is noted.
+   finite differences at the full check's steps on that input alone, with its kink rules; likewise the
+   worst few entries where the hand Jacobian disagrees with autodiff. A direction's alarm that no single
+   entry confirms fails nothing (each entry is within its tolerance), and is noted.
 
-jacfwd and jacrev are compared along the same directions and, where they disagree, located the same way.
-The fast check spends memory on a handful of Jacobian-sized arrays (:func:`result_bytes`).
+The fast check keeps a handful of Jacobian-sized arrays (:func:`result_bytes`) and evaluates f a few
+dozen times (four at a time, :data:`POINTS_PER_CALL`), whatever the number of inputs.
 """
 
 from __future__ import annotations
@@ -193,11 +196,14 @@ def fast_check(f, x, hand: np.ndarray | None, *, rtol: float, atol: float, fd_rt
             mode_bad = locate_modes(run, J, us[0], scale, r_ad, a_ad, fwd)
     # 3. autodiff against finite differences along the directions; 4. the entries they point at
     pending, draws, bars, unconfirmed, redrawn = [Node(u, 0, n_in) for u in us], directions, [], 0, 0
-    max_rounds = 4 * int(np.ceil(np.log2(max(n_in, 2)))) + 8
+    max_rounds, start = 4 * int(np.ceil(np.log2(max(n_in, 2)))) + 8, 0
     while pending:
-        search.evaluate([(n, lv) for n in pending for lv in (0, 1)])
         nodes, pending = pending, []
-        search.settle(nodes)
+        for group in (nodes[:1], nodes[1:]):  # the others start at the steps that served the first one
+            if group:
+                search.evaluate([(n, lv) for n in group for lv in (start, start + 1)])
+                search.settle(group)
+                start = max(start, search.verdict(group[0])[2])
         for node in nodes:
             score, bar, level = search.verdict(node)  # after the entries named by the nodes before it
             found = None
