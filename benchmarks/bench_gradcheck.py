@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import Section, add_record_flag, times  # noqa: E402
+from _results import Section, add_record_flag  # noqa: E402
 
 CASES = {"a": "correct backprop", "b": "backprop, W2[3, 5] 1% off", "c": "custom_jvp wrong in one W1 entry"}
 
@@ -123,6 +123,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
+    import jax  # noqa: F401  (only for the machine line of the record: the checks run in child processes)
     title = "Checking the MNIST network's gradient: `check_gradient` vs `jax.test_util.check_grads` " \
             "(`benchmarks/bench_gradcheck.py`)"
     with Section("gradcheck", title, record=args.record) as sec:
@@ -186,7 +187,7 @@ def notes(sec: Section, cells: dict, extras: dict, keys: int) -> None:
     named_b = all(o["worst"] == o["flat_W2_3_5"] for act in ("relu", "tanh") for o in cells[(act, "b", "ours")])
     named_c = all(cells[(act, "c", "ours")][0]["said"].endswith(cells[(act, "c", "ours")][0]["entry"])
                   for act in ("relu", "tanh"))
-    worst = sec.figure("worst_ratio", times(max(ratios)),
+    worst = sec.figure("worst_ratio", f"{max(ratios):.2f}×",
                        "slowest of our six checks / check_grads on the tanh network, same case, same run")
     mb = sec.figure("peak_mb", f"{max(peak(a, c, 'ours') for a in ('relu', 'tanh') for c in CASES):.0f} MB",
                     "largest peak resident memory of a process running one of our checks")

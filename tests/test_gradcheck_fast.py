@@ -26,12 +26,13 @@ def relu_ce_objective(params, X, Y, l2):
         jnp.sum(layer["W"] ** 2) for layer in params)
 
 
-def relu_problem(seed):
+def relu_problem(seed, dtype=np.float64):
     r = np.random.default_rng(seed)
     params = [{"W": r.normal(size=(m, d)) * np.sqrt(2 / d), "b": r.normal(scale=0.1, size=m)}
               for d, m in zip(SIZES[:-1], SIZES[1:])]
     params[0] = {k: FIRST_SCALE * v for k, v in params[0].items()}
     X, Y = r.normal(size=(N, SIZES[0])), np.eye(SIZES[-1])[r.integers(0, SIZES[-1], size=N)]
+    params, X, Y = jax.tree.map(lambda a: np.asarray(a, dtype), (params, X, Y))
 
     def f(p):
         return relu_ce_objective(p, X, Y, 0.01)
@@ -68,6 +69,21 @@ def test_fast_mode_passes_a_correct_relu_backprop_though_its_directions_cross_ki
     res = check_gradient(f, params, g, mode="fast")
     assert res.ok and res.mode == "fast", res.report()
     assert res.jacobians["hand"].shape == (1, 404) and "4 random directions" in res.notes[0]
+
+
+def test_fast_mode_in_float32_passes_backprop_and_names_a_wrong_entry():
+    # autodiff and the hand gradient in float32 (tolerances 1e-4, 1e-5); finite differences in float64
+    f, g, params32, _ = relu_problem(1, np.float32)
+    res = check_gradient(f, params32, g, mode="fast")
+    assert res.ok and (res.rtol, res.atol) == (1e-4, 1e-5), res.report()
+    assert not any("disagreed" in n for n in res.notes), res.notes  # no alarm that no entry confirmed
+    wrong = check_gradient(f, params32, lambda p: _off(g(p)), mode="fast")
+    assert not wrong.ok and wrong.worst == (0, flat_index(params32, 1, "W", (1, 2)))
+
+
+def _off(grads):
+    grads[1]["W"] = grads[1]["W"].at[1, 2].multiply(1.01)
+    return grads
 
 
 def test_fast_mode_names_a_wrong_hand_entry_by_its_path():
