@@ -56,6 +56,7 @@ audit: $(STAMP)
 # benchmarks/RESULTS.md, which the README quotes (tests/test_readme_figures.py checks the quotes).
 bench: $(STAMP)
 	$(PY) benchmarks/bench_jacobian.py --record
+	$(PY) benchmarks/bench_gradcheck.py --record
 	$(PY) benchmarks/bench_backprop.py --record
 	$(PY) benchmarks/bench_train.py --record
 	$(PY) benchmarks/bench_train.py --sweep --record

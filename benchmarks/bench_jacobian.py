@@ -8,10 +8,12 @@ Everything is jitted and warmed up; times are the best of ``--repeats`` rounds o
 measured in the same run: ``auto`` should be within 1.2x of it.
 
 The checker section times ``check_jacobian`` as tests call it: on a fresh lambda per call, for
-``--checks`` compositions of distinct structure (each compiles a program) and then for the same
-structures with new constants (each reuses one). Baselines in the same run: the checker with XLA's
-default compiler options, and the evaluations it makes (jacfwd, jacrev, the finite-difference batch)
-done op by op, as a check without compiled programs would.
+``--checks`` compositions of distinct structure (each compiles its programs) and then for the same
+structures with new constants. The checker compiles with plain ``jax.jit`` (closed-over arrays passed as
+arguments), so a new closure of a seen structure lowers to the same program: timed without and with
+jax's persistent compilation cache (``JAX_COMPILATION_CACHE_DIR``, in a child process that starts with
+an empty one, as the test suite does). Baseline in the same run: the evaluations a check makes (jacfwd,
+jacrev, the finite-difference batch) done op by op, as a check without compiled programs would.
 
 ``--record`` writes the run's section of benchmarks/RESULTS.md (``benchmarks/collect.py``).
 """
@@ -19,9 +21,12 @@ done op by op, as a check without compiled programs would.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -57,8 +62,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--checks", type=int, default=5, choices=range(1, 6),
                         help="structures per route in the checker section")
+    parser.add_argument("--checker-route", help=argparse.SUPPRESS)  # the child process of one checker route
     add_record_flag(parser)
     args = parser.parse_args()
+    if args.checker_route:
+        print(json.dumps(checker_route(args.checker_route, args.checks)))
+        return
     title = 'Jacobians: jacfwd vs jacrev vs `jacobian(mode="auto")` vs hand (`benchmarks/bench_jacobian.py`)'
     with Section("jacobian", title, record=args.record) as sec:
         sec.intro = (f"f(x) = tanh(A x), float32, jitted and warmed up; best of {args.repeats} interleaved rounds of "
@@ -160,36 +169,43 @@ def op_by_op(f, x):
     return jax.jacfwd(f)(x), jax.jacrev(f)(x), jax.vmap(f)(x[None, :] + steps)
 
 
+def timed_checks(fn, seeds) -> float:
+    """Median seconds of ``fn(f, x)`` over the compositions ``seeds``."""
+    out = []
+    for seed in seeds:
+        f, x = composition(seed)
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(f, x))
+        out.append(time.perf_counter() - t0)
+    return float(np.median(out))
+
+
+def check(f, x):
+    return gradcheck.check_jacobian(f, x).jacobians["jacfwd"]
+
+
+def checker_route(name: str, n: int) -> tuple[float, float]:
+    """(new structure, same structure) median seconds of one route, its structures offset by its name."""
+    fn, offset = {"check": (check, 0), "cached": (check, n), "op_by_op": (op_by_op, 2 * n)}[name]
+    first = timed_checks(fn, [offset + s for s in range(n)])
+    again = timed_checks(fn, [offset + s + 16 * (1 + r) for r in range(2) for s in range(n)])
+    return first, again
+
+
 def bench_checker(n: int) -> None:
-    def timed(fn, seeds):
-        out = []
-        for seed in seeds:
-            f, x = composition(seed)
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(f, x))
-            out.append(time.perf_counter() - t0)
-        return float(np.median(out))
-
-    def check(f, x):
-        return gradcheck.check_jacobian(f, x).jacobians["jacfwd"]
-
-    fast, default = dict(gradcheck.COMPILER_OPTIONS), {}
-    rows = []
-    for name, fn, options in [("check_jacobian", check, fast), ("  with XLA default options", check, default),
-                              ("op by op (no compiled program)", op_by_op, fast)]:
-        gradcheck.COMPILER_OPTIONS.clear()
-        gradcheck.COMPILER_OPTIONS.update(options)
-        gradcheck._PROGRAMS.clear()
-        offset = n * len(rows)  # other structures for each route, so that none starts warm
-        first = timed(fn, [offset + s for s in range(n)])
-        again = timed(fn, [offset + s + 16 * (1 + r) for r in range(2) for s in range(n)])
-        rows.append((name, first, again))
-    gradcheck.COMPILER_OPTIONS.update(fast)
+    rows = [("check_jacobian (jax.jit)", *checker_route("check", n))]
+    with tempfile.TemporaryDirectory(prefix="bench-jacobian-xla-cache-") as cache:
+        env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+               "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+        out = subprocess.run([sys.executable, __file__, "--checker-route", "cached", "--checks", str(n)], env=env,
+                             check=True, capture_output=True, text=True).stdout
+        rows.append(("  with the persistent compilation cache", *json.loads(out.strip().splitlines()[-1])))
+    rows.append(("op by op (no compiled program)", *checker_route("op_by_op", n)))
     print(f"\ncheck_jacobian on fresh lambdas, f: R^3 -> R^3 (2 layers), median seconds per check over {n} "
           "structures")
-    print(f"{'':>34} {'new structure':>14} {'same structure':>15}")
+    print(f"{'':>40} {'new structure':>14} {'same structure':>15}")
     for name, first, again in rows:
-        print(f"{name:>34} {first:>13.3f}s {again:>14.4f}s")
+        print(f"{name:>40} {first:>13.3f}s {again:>14.4f}s")
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ SECTIONS = os.path.join(ROOT, "benchmarks", "results")
 RESULTS = os.path.join(ROOT, "benchmarks", "RESULTS.md")
 
 #: Order of the sections in RESULTS.md; a section not listed comes after these, by name.
-ORDER = ["demo", "jacobian", "backprop", "train", "train_sweep", "train_parts", "study", "xor_exact", "ppca",
-         "ppca_outofcore", "devices"]
+ORDER = ["demo", "jacobian", "gradcheck", "backprop", "train", "train_sweep", "train_parts", "study", "xor_exact",
+         "ppca", "ppca_outofcore", "devices"]
 
 _META = re.compile(r"\A<!-- section: (\{.*\}) -->\n")
 FIGURE = re.compile(r"<!-- figure: ([a-z0-9_]+\.[a-z0-9_.]+) = (.+?) -->")

@@ -25,7 +25,7 @@ EXPECTED_IDS = [
     "networks.xor_hidden", "networks.xor_solution", "networks.xor_row",
     "backprop.xor_partials", "backprop.xor_mse_partials", "training.gd_solves_xor",
     "backprop.algorithm_6_4", "backprop.intermediates", "backprop.ce_closed_forms", "backprop.ce_erratum",
-    "backprop.jacobian_chain", "backprop.matrix_form",
+    "backprop.jacobian_chain", "mnist.algorithm_6_4", "backprop.matrix_form",
 ]
 
 SECTIONS = {

@@ -75,6 +75,12 @@ def _perturb_grad_h(grads, inter):
     return grads, inter
 
 
+def _W2_entry_off(grads, inter):
+    grads[1]["W"] = grads[1]["W"].copy()
+    grads[1]["W"][3, 5] *= 1.01
+    return grads, inter
+
+
 def _transpose_W1(grads, inter):
     grads[0]["W"] = grads[0]["W"].T
     return grads, inter
@@ -256,6 +262,7 @@ BREAKS = [
                                 _np(o(*a)[1])], "grad_b1 1% off"),
     Break("backprop.jacobian_chain", bp, "jacobian_chain_grads",
           lambda o: lambda *a, **kw: _np(o(*a, **{**kw, "l2": 0.0})), "the lambda W term forgotten"),
+    Break("mnist.algorithm_6_4", bp, "backprop", _backprop_breaking(_W2_entry_off), "grad_W2[3, 5] 1% off"),
     Break("backprop.matrix_form", bp, "backprop", _backprop_breaking(_transpose_W1), "grad_W1 transposed"),
     Break("backprop.matrix_form", xor, "to_params",
           lambda o: lambda named: [{"W": np.asarray(o(named)[0]["W"]).T, "b": o(named)[0]["b"]}, o(named)[1]],

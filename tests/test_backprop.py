@@ -17,7 +17,6 @@ from hypothesis import given, settings
 
 from lecture6 import backprop as bp
 from lecture6 import chain_rule
-from lecture6.gradcheck import COMPILER_OPTIONS
 
 #: Hand gradients vs autodiff in float64, relative to the largest entry of the reference. Both are
 #: exact derivatives rounded differently (~1e-16 per operation, a few dozen operations deep), so
@@ -79,15 +78,14 @@ def _pair_program(fn=None, *, pairs=PAIRS):
     """``fn(activation, loss, *args)`` as one jitted ``g(i, *args)`` for the i-th of ``pairs``."""
     if fn is None:
         return functools.partial(_pair_program, pairs=pairs)
-    return jax.jit(lambda i, *args: jax.lax.switch(i, [functools.partial(fn, a, lo) for a, lo in pairs], *args),
-                   compiler_options=COMPILER_OPTIONS)
+    return jax.jit(lambda i, *args: jax.lax.switch(i, [functools.partial(fn, a, lo) for a, lo in pairs], *args))
 
 
 def _backprop_positional(activation, loss, params, X, Y, l2):
     return bp.backprop(params, X, Y, activation=activation, loss=loss, l2=l2)
 
 
-@functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)
+@jax.jit
 def hand_and_autodiff(i, params, X, Y, l2):
     """backprop for the i-th pair of PAIRS (one lax.switch branch per pair), and jax.grad of reference_J."""
     hand = jax.lax.switch(i, [functools.partial(_backprop_positional, a, lo) for a, lo in PAIRS], params, X, Y, l2)
@@ -198,7 +196,7 @@ def test_linear_jacobians_against_autodiff(rng):
 
 def test_softmax_ce_closed_forms_match_autodiff():
     params, X, Y = make_problem(31, *SHAPES[1])  # a 3-layer network, as on the slide
-    hand = jax.jit(bp.softmax_ce_3layer_grads, compiler_options=COMPILER_OPTIONS)(params, X, Y["softmax_ce"])
+    hand = jax.jit(bp.softmax_ce_3layer_grads)(params, X, Y["softmax_ce"])
     _, auto = hand_and_autodiff(PAIRS.index(("relu", "softmax_ce")), params, X, Y["softmax_ce"], 0.0)
     assert_tree_close(hand, auto)
     with pytest.raises(ValueError, match="3-layer"):
@@ -239,7 +237,7 @@ def test_single_example_and_scalar_targets():
     params, X, _ = make_problem(43, (2, 3, 1), 3)
     y = np.array([1.0, 0.0, 2.0])
 
-    @functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)
+    @jax.jit
     def routes(params, X, y):
         kw = {"activation": "relu", "loss": "mse"}
         return {
