@@ -120,6 +120,22 @@ def hidden_points(W1=W1_SLIDE, b1=b1_SLIDE, X=XOR_X, *, activation: str = "relu"
     return np.asarray(sigma(X @ np.asarray(W1).T + np.asarray(b1)[None, :]))
 
 
+#: Hidden points closer than this are "one point": trained weights collapse a pair exactly up to round-off.
+COLLAPSE_TOL = 1e-3
+
+
+def collapsed_pairs(W1, b1, X=XOR_X, *, activation: str = "relu") -> tuple[np.ndarray, np.ndarray]:
+    """For trained first layers ``W1 (S, m, 2)``, ``b1 (S, m)``: whether each network maps the two negative
+    points (0,0), (1,1) onto one hidden point, and whether it maps the two positive points (0,1), (1,0) onto
+    one -- the slide's "collapse" -- as two boolean ``(S,)`` arrays."""
+    sigma, _ = get_activation(activation)
+    W1, b1 = np.asarray(W1, np.float64), np.asarray(b1, np.float64)
+    H = np.asarray(sigma(np.einsum("nd,shd->snh", np.asarray(X, np.float64), W1) + b1[:, None, :]))  # (S, 4, m)
+    negative = np.linalg.norm(H[:, 0] - H[:, 3], axis=1) < COLLAPSE_TOL
+    positive = np.linalg.norm(H[:, 1] - H[:, 2], axis=1) < COLLAPSE_TOL
+    return negative, positive
+
+
 def solve_output_layer(H, y) -> tuple[np.ndarray, np.ndarray, float]:
     """Solve ``W^(2) h_i + b^(2) = y_i`` for ``(W^(2) (1, m), b^(2) (1,))`` by least squares.
 

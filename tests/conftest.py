@@ -5,12 +5,17 @@
 * warnings are errors (``filterwarnings = error`` in pyproject.toml) unless a test names them.
 * every test gets its own PRNG key, derived from its node id, so tests never share randomness.
 * compiling is most of the suite's time (hundreds of small programs, each run once on tiny inputs), so
-  XLA's backend optimizations are off in this process (``jax_disable_most_optimizations``, JAX's public
-  config: LLVM at -O0; the HLO graph, and so the arithmetic, is the one the library runs with), and every
-  program compiled in this session goes to a compilation cache that lives for the session only: a program
-  rebuilt from a new closure finds what an earlier test compiled, and a script launched by a test what an
-  earlier launch compiled (the launches share a cache of their own, see below). The suite starts cold
-  each time. No XLA flag or compile option is set: an unknown one aborts the process on another jaxlib.
+  XLA's backend optimizations are off **in this process only** (``jax_disable_most_optimizations``, JAX's
+  public config, set below: LLVM at -O0; the HLO graph, and so the arithmetic, is the one the library runs
+  with; about half the compile time of these tests), and every program compiled in this session goes to a
+  compilation cache that lives for the session only: a program rebuilt from a new closure finds what an
+  earlier test compiled, and a script launched by a test what an earlier launch compiled (the launches
+  share a cache of their own, see below). The suite starts cold each time.
+* the scripts and multi-process checks the tests launch (``tests/launches.py``, ``tests/test_sharding.py``)
+  run as a user runs them: with JAX's and XLA's default settings. Nothing here reaches them but the
+  launches' compilation cache. So the bit-for-bit and 1e-12 claims that those checks test (devices,
+  processes, reruns) are tested with the optimizations users get.
+* no XLA flag or compile option is set: an unknown one aborts the process on another jaxlib.
 """
 
 import atexit
@@ -27,8 +32,8 @@ _CACHE = tempfile.mkdtemp(prefix="lecture6-test-xla-cache-")
 _LAUNCH_CACHE = tempfile.mkdtemp(prefix="lecture6-launch-xla-cache-")
 for _path in (_CACHE, _LAUNCH_CACHE):
     atexit.register(shutil.rmtree, _path, ignore_errors=True)
+os.environ.pop("JAX_DISABLE_MOST_OPTIMIZATIONS", None)  # the launches get JAX's defaults, whatever the shell set
 os.environ.update({
-    "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
     "JAX_COMPILATION_CACHE_DIR": _LAUNCH_CACHE,
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
@@ -39,6 +44,7 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_disable_most_optimizations", True)  # this process only (see above)
 jax.config.update("jax_compilation_cache_dir", _CACHE)  # before anything is compiled
 
 

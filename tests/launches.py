@@ -104,6 +104,12 @@ def without_timings(obj):
     return [without_timings(v) for v in obj] if isinstance(obj, list) else obj
 
 
+def fresh_cache_env() -> dict:
+    """This environment with a compilation cache of its own, empty: a launch that compiles every program afresh
+    (a rerun compared with a first run must not read the first run's programs)."""
+    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": tempfile.mkdtemp(prefix="cache-", dir=_BASE)}
+
+
 def python(*args: str) -> list[str]:
     """``[sys.executable, *args]``: the interpreter running the tests."""
     return [sys.executable, *args]

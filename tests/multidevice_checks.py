@@ -1,10 +1,13 @@
 """Checks that need several devices, run by tests/test_sharding.py in a subprocess (so the rest of the suite
 keeps one device): once as one process with 4 CPU devices, once under ``lecture6.launch`` as 2 processes
 x 2 devices. Process 0 writes what it computed to ``OUTDIR/results.npz``; the test compares it with
-references computed independently (NumPy, one device) in the test process.
+references computed independently: PPCA with NumPy in the test process, and the training runs by this
+script with ``--reference`` on one device, without a mesh (its own process, like the others, so that
+"bit for bit" compares programs compiled with the same, default, settings).
 
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_checks.py --outdir OUTDIR
     python -m lecture6.launch --processes 2 --devices-per-process 2 -- tests/multidevice_checks.py --outdir OUTDIR
+    python tests/multidevice_checks.py --reference --outdir OUTDIR
 
 It starts as every script does (``lecture6.rundir.run``: flags, then ``distributed.initialize``, then
 only process 0 prints), so the launch also checks that a script runs unchanged as several processes.
@@ -132,6 +135,30 @@ def training_checks(out, base):
         out[f"study_{k}"] = sharding.to_host(a)[:, :STUDY["seeds"]]
 
 
+def training_reference(out, base):
+    """The same training runs on one device, as the library runs them without a mesh."""
+    import jax
+
+    from lecture6 import runs, study
+    from lecture6.data import xor
+
+    assert jax.device_count() == 1, jax.devices()
+    key = jax.random.key(base.seed)
+    progress = []
+    xor_runs = runs.make_train_runs(train_config(base, XOR_RUNS), xor(), progress=lambda *a: progress.append(a),
+                                    progress_every=XOR_RUNS["progress_every"])
+    dp_runs = runs.make_train_runs(train_config(base, DP_RUNS), xor())
+    assert xor_runs.mesh is None and dp_runs.mesh is None  # one device: nothing split
+    out.update(result_arrays("xor", xor_runs.gather(xor_runs.train(key, xor_runs.seed, xor_runs.lr))))
+    jax.effects_barrier()
+    out["xor_progress"] = np.array(progress).reshape(-1, 5)
+    out.update(result_arrays("dp", dp_runs.gather(dp_runs.train(key, dp_runs.seed, dp_runs.lr))))
+    cells = [(a, w) for a in STUDY["activations"] for w in STUDY["widths"]]
+    arrays = study.make_study(train_config(base, {**STUDY_CONFIG, "seeds": STUDY["seeds"]}), cells, xor())(key)
+    for k, a in zip(("solved", "final_loss", "diverged"), arrays):
+        out[f"study_{k}"] = np.asarray(a)
+
+
 def main(argv):
     import jax
 
@@ -142,8 +169,11 @@ def main(argv):
 
     out = {"process_count": jax.process_count(), "device_count": jax.device_count(),
            "local_device_count": jax.local_device_count(), "written_by": jax.process_index()}
-    ppca_checks(out)
-    training_checks(out, _CONFIG.value)
+    if _REFERENCE.value:
+        training_reference(out, _CONFIG.value)
+    else:
+        ppca_checks(out)
+        training_checks(out, _CONFIG.value)
 
     # Every value is replicated or gathered, so any process may write it; as in every script, the
     # workdir is process 0's (the others write into a scratch directory that is removed).
@@ -156,4 +186,5 @@ if __name__ == "__main__":
 
     _CONFIG = config_flags.DEFINE_config_file("config", None, "the XOR config", lock_config=True)
     _OUTDIR = flags.DEFINE_string("outdir", None, "where process 0 writes results.npz")
+    _REFERENCE = flags.DEFINE_bool("reference", False, "compute the training references on one device instead")
     rundir.run(main, XOR_CONFIG)

@@ -1,21 +1,23 @@
-"""The XOR training row checks the figures README.md quotes: the same numbers, read from the README."""
+"""The XOR training row checks the figures README.md quotes: the exact record of them (RESULTS.md's xor_exact
+section, which the README's quotes must match, tests/test_readme_figures.py) holds the same numbers."""
 
-import pathlib
+import os
+import sys
 
 from lecture6.audit import training
 from lecture6.audit._ref import wilson
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import collect  # noqa: E402
 
 
 def test_the_xor_row_checks_the_figures_the_readme_quotes():
-    text = " ".join(README.read_text().split())  # line breaks of the Markdown source do not matter
+    with open(collect.RESULTS, encoding="utf-8") as f:
+        figures = collect.parse_figures(f.read())
     q = training.QUOTED
-    # the xor_study table: width 2, relu
-    assert f"| 2 | {q['solve rate']:.4f} [" in text
-    # the "XOR problem" erratum note
-    assert (f"{q['negative pair collapsed']:.0%} collapse the negative pair, "
-            f"{q['positive pair collapsed']:.0%} the positive pair") in text
+    assert figures["xor_exact.relu_2"].startswith(f"{q['solve rate']:.4f} [")  # the study table: width 2, relu
+    assert figures["xor_exact.collapse_negative"] == f"{q['negative pair collapsed']:.0%}"
+    assert figures["xor_exact.collapse_positive"] == f"{q['positive pair collapsed']:.0%}"
 
 
 def test_wilson_interval_matches_the_closed_form():

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 
 from lecture6 import backprop as bp
+from lecture6 import chain_rule
 from lecture6.gradcheck import COMPILER_OPTIONS
 
 #: Hand gradients vs autodiff in float64, relative to the largest entry of the reference. Both are
@@ -206,13 +207,14 @@ def test_softmax_ce_closed_forms_match_autodiff():
 
 def test_slide_erratum_g_needs_the_transpose(rng):
     # The slide prints g^T = ((yhat - y) W^(2)) (.) relu'(z^(1)T). With yhat - y the K x 1 column of
-    # K >= 2 classes, (K x 1)(K x m) is undefined; the correct row is (yhat - y)^T W^(2).
+    # K >= 2 classes, (K x 1)(K x m) is undefined: lecture6's chain rule refuses it, naming the mismatch; the
+    # correct row is (yhat - y)^T W^(2) (softmax_ce_3layer_grads against autodiff: the test above).
     K, m = 3, 4
     W2 = rng.normal(size=(K, m))
     e = rng.normal(size=(K, 1))
-    with pytest.raises(ValueError):
-        e @ W2
-    assert (e.T @ W2).shape == (1, m)
+    with pytest.raises(ValueError, match="Jacobian 1 has 3 rows but Jacobian 0 has 1 columns"):
+        chain_rule.chain(e, W2)
+    np.testing.assert_allclose(chain_rule.chain(e.T, W2), e.T @ W2, rtol=1e-14)
 
 
 def test_l2_regularizes_weights_not_biases():

@@ -32,7 +32,8 @@ def test_substitution_equals_composition(rng):
 
 def test_chain_rule_in_the_wrong_order_is_wrong():
     x = np.array([0.3, -1.1])
-    with pytest.raises(ValueError):
+    order = "Jacobian 1 has 1 rows but Jacobian 0 has 2 columns; give the Jacobians outermost first"
+    with pytest.raises(ValueError, match=order):
         chain(cr.g_chain_jacobian(x), cr.f_chain_jacobian(x))  # (3x2)(1x3): undefined
     # h o h: both factors 2x2, so the reversed product is defined, and wrong (h's Jacobians do not commute)
     def hh(v):

@@ -65,9 +65,13 @@ def test_grad_W_is_p_x_transposed(n, m, rng):
     # both routes against jacfwd, jacrev and finite differences of J(W x) with respect to W
     assert_jacobian(lambda M: J(M @ x), W, lambda M: md.grad_W(p_of(M @ x), x))
     assert_jacobian(lambda M: J(M @ x), W, lambda M: md.grad_W_via_chain(p_of(M @ x), x))
-    # x p^T (the transposed outer product) is wrong unless n == m and it happens to be symmetric
-    p = np.asarray(p_of(W @ x))
-    if n != m:
-        assert np.outer(x, p).shape != W.shape
+    # x p^T (the transposed outer product): lecture6's checker calls it wrong, for a square W too
+    def transposed(M):
+        return jnp.outer(x, p_of(M @ x))
+
+    if n != m:  # refused by its shape, which the error names
+        with pytest.raises(ValueError, match=rf"hand Jacobian has shape \({m}, {n}\)"):
+            check_jacobian(lambda M: J(M @ x), W, transposed)
     else:
-        assert not check_jacobian(lambda M: J(M @ x), W, lambda M: jnp.outer(x, p_of(M @ x))).ok
+        wrong = check_jacobian(lambda M: J(M @ x), W, transposed)
+        assert not wrong.ok and wrong.hand_matches_autodiff is False

@@ -26,7 +26,6 @@ from jax.sharding import Mesh
 
 from lecture6 import ppca, rundir
 from lecture6 import runs as R
-from lecture6 import study as S
 from lecture6.data import xor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,8 +63,9 @@ def _launch(*args, timeout=120):
 
 # --- The two multi-device runs, started when the tests are collected (tests/launches.py) -------------
 
-# This session's XLA flags (tests/conftest.py), and 4 CPU devices: the references below are computed here,
-# with the same flags, so that "bit for bit" compares the same compiler settings.
+# Each run is its own process with JAX's and XLA's default settings, as a user runs a script: 4 CPU devices,
+# 2 processes x 2 devices, and the training references on one device (so that "bit for bit" compares
+# programs compiled with the same settings, the ones users get).
 FOUR_DEVICE_FLAGS = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=4"])
 
 FOUR = launches.launch("four_devices", lambda out: launches.python(CHECKS, "--outdir", f"{out}/run"),
@@ -74,6 +74,11 @@ TWO = launches.launch("two_processes", lambda out: launches.python(
     "-m", "lecture6.launch", "--processes", "2", "--devices-per-process", "2", "--timeout", str(LAUNCH_TIMEOUT),
     "--", CHECKS, "--outdir", f"{out}/run"), env=_env(LECTURE6_INIT_TIMEOUT=str(JOIN_TIMEOUT)),
     timeout=LAUNCH_TIMEOUT + 30)
+
+
+ONE = launches.launch("one_device_reference", lambda out: launches.python(CHECKS, "--reference", "--outdir",
+                                                                        f"{out}/run"),
+                      env=_env(XLA_FLAGS=os.environ.get("XLA_FLAGS", "")), timeout=LAUNCH_TIMEOUT)
 
 
 def _finish(launch) -> pathlib.Path:
@@ -161,27 +166,22 @@ def _config(fields):
 
 @pytest.fixture(scope="module")
 def train_reference():
-    """The same training runs on this process's one device, as the library runs them without a mesh."""
-    key = jax.random.key(XOR_CONFIG.seed)
-    progress = []
-    xor_runs = R.make_train_runs(_config(checks.XOR_RUNS), xor(), progress=lambda *a: progress.append(a),
-                                 progress_every=checks.XOR_RUNS["progress_every"])
-    dp_runs = R.make_train_runs(_config(checks.DP_RUNS), xor())
-    cells = [(a, w) for a in checks.STUDY["activations"] for w in checks.STUDY["widths"]]
-    study_config = _config({**checks.STUDY_CONFIG, "seeds": checks.STUDY["seeds"]})
-    assert xor_runs.mesh is None and dp_runs.mesh is None  # one device here: nothing split
-    xor_result = xor_runs.gather(xor_runs.train(key, xor_runs.seed, xor_runs.lr))
-    jax.effects_barrier()
-    return {"xor": xor_result, "xor_progress": np.array(progress),
-            "dp": dp_runs.gather(dp_runs.train(key, dp_runs.seed, dp_runs.lr)),
-            "study": [np.asarray(a) for a in S.make_study(study_config, cells, xor())(key)]}
+    """The same training runs on one device, as the library runs them without a mesh (its own process)."""
+    ref = dict(np.load(_finish(ONE) / "results.npz"))
+    assert int(ref["device_count"]) == 1
+    return ref
+
+
+def _fields(ref: dict, prefix: str) -> dict:
+    """The per-run arrays of one family of runs (``result_arrays``' names)."""
+    return {k: v for k, v in ref.items() if k.startswith(prefix + "_") and k != prefix + "_progress"}
 
 
 def test_training_runs_split_over_processes_equal_one_device_bitwise(two_processes, train_reference):
     """train_xor.py's program as 2 processes x 2 devices: 10 runs (seeds-last layout) padded to 12; every
     run's parameters, history and verdicts, gathered from both processes, are the one-device run's, bit
     for bit (runs are independent: no sum crosses devices)."""
-    got, ref = two_processes, checks.result_arrays("xor", train_reference["xor"])
+    got, ref = two_processes, _fields(train_reference, "xor")
     assert int(got["xor_padded"]) == 12 and "runs" in str(got["xor_spec"])
     assert not got["xor_diverged"].any()  # the padding runs (NaN weights) are not among the results
     for k, value in ref.items():
@@ -200,7 +200,7 @@ def test_progress_lines_come_once_from_the_split_runs(two_processes, train_refer
 def test_data_parallel_runs_equal_one_device_to_rounding(four_devices, train_reference):
     """A 2 x 2 mesh: 5 runs (padded to 6) split over 'runs', each full batch split over 'data'; the
     program sums the gradient across devices (an all-reduce) and ends where one device does."""
-    got, ref = four_devices, checks.result_arrays("dp", train_reference["dp"])
+    got, ref = four_devices, _fields(train_reference, "dp")
     assert str(got["dp_layout"]) == "vmap" and int(got["dp_padded"]) == 6 and bool(got["dp_all_reduce"])
     for k, value in ref.items():
         np.testing.assert_allclose(got[k], value, rtol=DP_TOL, atol=DP_TOL, err_msg=k)
@@ -222,8 +222,8 @@ def test_training_mistakes_on_a_mesh_are_named(four_devices):
 def test_study_seeds_split_over_devices_equal_one_device_bitwise(four_devices, train_reference):
     """xor_study.py's program on 4 devices: 6 seeds padded to 8, every seed's result as on one device."""
     assert int(four_devices["study_padded"]) == 8
-    for k, value in zip(("solved", "final_loss", "diverged"), train_reference["study"]):
-        np.testing.assert_array_equal(four_devices[f"study_{k}"], value, err_msg=k)
+    for k in ("solved", "final_loss", "diverged"):
+        np.testing.assert_array_equal(four_devices[f"study_{k}"], train_reference[f"study_{k}"], err_msg=k)
 
 
 def test_only_process_0_writes_the_workdir(tmp_path, monkeypatch):

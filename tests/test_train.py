@@ -139,13 +139,26 @@ def one_network_train():
     return jax.jit(jax.vmap(train, in_axes=(None, 0, 0)))
 
 
-def test_seeds_last_layout_matches_the_vmapped_library_step(grid_vmap, grid_seeds_last):
-    (_, a), (_, b) = grid_vmap, grid_seeds_last
+def assert_same_training(a, b):
     assert_params_close(a.params, b.params)
     for field in ("loss", "accuracy", "final_loss", "final_accuracy"):
         np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=TRAJ_TOL, atol=TRAJ_TOL)
     np.testing.assert_array_equal(a.solved, b.solved)
     np.testing.assert_array_equal(a.epochs, b.epochs)
+
+
+def test_seeds_last_layout_matches_the_vmapped_library_step(grid_vmap, grid_seeds_last):
+    (_, a), (_, b) = grid_vmap, grid_seeds_last
+    assert_same_training(a, b)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_seeds_last_layout_matches_vmap_with_every_other_activation(activation):
+    """The layout that trains the README's XOR figures, with the slides' ReLU (its kink at 0 included) and tanh."""
+    grid = dict(GRID, activation=activation, lrs=(0.3,))
+    (_, a), (_, b) = run(dict(grid, layout="vmap")), run(dict(grid, layout="seeds_last"))
+    assert a.solved.any() and not a.solved.all()  # a grid whose runs the comparison can tell apart
+    assert_same_training(a, b)
 
 
 def test_every_learning_rate_of_a_grid_is_the_one_network_train(grid_vmap, one_network_train):

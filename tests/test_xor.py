@@ -63,11 +63,12 @@ def test_named_parameters_round_trip_and_w2_is_a_row(rng):
     named = dict(zip(xor.NAMES, rng.normal(size=9)))
     params = xor.to_params(named)
     assert params[1]["W"].shape == (1, 2)  # the row [w5 w6]: the slide's column [w5; w6] cannot multiply h
-    with pytest.raises(ValueError):
-        np.array([[named["w5"]], [named["w6"]]]) @ np.ones((2, 1))
+    X, _ = xor_data()
+    column = [params[0], {"W": params[1]["W"].T, "b": params[1]["b"]}]  # the slide's W^(2) = [w5; w6]
+    with pytest.raises(ValueError, match=r"layer 2: W must be \(n_out, n_in\).*got W \(2, 1\)"):
+        mlp.predict(column, X)
     back = xor.from_params(params)
     assert all(float(back[k]) == named[k] for k in xor.NAMES)
-    X, _ = xor_data()
     np.testing.assert_allclose(mlp.predict(params, X)[:, 0], xor.g(named, X), rtol=1e-14)
     with pytest.raises(ValueError, match="w6"):
         xor.to_params({k: v for k, v in named.items() if k != "w6"})

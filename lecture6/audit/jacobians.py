@@ -223,7 +223,7 @@ def _vec() -> Check:
        "dz_dvecW(x, n) vs jacfwd/jacrev/FD w.r.t. vec[W], for (n, m) in {(1,3), (3,2), (4,5)}")
 def _dz_dvecW() -> Check:
     errs, ok = [], True
-    for k, (n, m) in enumerate(sized([(1, 3), (3, 2), (4, 5)], [(3, 2)])):
+    for k, (n, m) in enumerate(sized([(1, 3), (3, 2), (4, 5)], [(3, 2), (1, 3)])):
         rng = np.random.default_rng(20 + k)
         x, W = jnp.asarray(rng.normal(size=m)), jnp.asarray(rng.normal(size=(n, m)))
         res = gradcheck.check_jacobian(lambda M: md.linear_map(M, x), W, lambda M: md.dz_dvecW(x, n))
@@ -245,7 +245,7 @@ _grad_J_wrt_W = jax.jit(jax.grad(lambda W, x: _J_of_z(W @ x)))
        "p x^T and the unvectorized chain-rule product vs jax.grad w.r.t. W of J(z) = sum(sin z) + |z|^2/2")
 def _grad_W() -> Check:
     errs = []
-    for k, (n, m) in enumerate(sized([(2, 2), (3, 5), (6, 1)], [(3, 5)])):
+    for k, (n, m) in enumerate(sized([(2, 2), (3, 5), (6, 1)], [(3, 5), (2, 2)])):
         rng = np.random.default_rng(30 + k)
         x, W = rng.normal(size=m), rng.normal(size=(n, m))
         z = W @ x
