@@ -315,7 +315,9 @@ def diverging():
     runs, res = run(cfg(lrs=(0.1, 1e6), seeds=4, epochs=40, log_every=10), progress=lambda *a: seen.append(a),
                     progress_every=20)
     jax.effects_barrier()
-    return runs, res, seen
+    # This run's lines only, frozen: a test that trains ``runs`` again (the same program, so the same
+    # progress callback) appends its own lines to ``seen``.
+    return runs, res, tuple(seen)
 
 
 def test_divergence_is_detected_per_seed_and_kept_out_of_aggregates(diverging):
