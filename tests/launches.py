@@ -104,6 +104,21 @@ def without_timings(obj):
     return [without_timings(v) for v in obj] if isinstance(obj, list) else obj
 
 
+def installed_versions() -> str:
+    """``jax X, jaxlib Y`` as installed here (the form of RESULTS.md's ``xor_exact.versions`` figure)."""
+    import importlib.metadata
+
+    return ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("jax", "jaxlib"))
+
+
+def recorded_versions() -> str:
+    """The jax and jaxlib ``make test`` installs, as benchmarks/RESULTS.md records them (``xor_exact.versions``)."""
+    import re
+
+    with open(os.path.join(ROOT, "benchmarks", "RESULTS.md"), encoding="utf-8") as f:
+        return re.search(r"<!-- figure: xor_exact.versions = (.+?) -->", f.read()).group(1)
+
+
 def fresh_cache_env() -> dict:
     """This environment with a compilation cache of its own, empty: a launch that compiles every program afresh
     (a rerun compared with a first run must not read the first run's programs)."""

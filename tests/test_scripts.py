@@ -142,20 +142,43 @@ def test_launched_scripts_run_with_jax_and_xla_defaults():
                                     "jax_env": []}
 
 
+def _numbers(obj):
+    """Every number in a JSON value, in order."""
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _numbers(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _numbers(v)]
+    return [obj] if isinstance(obj, (int, float)) and not isinstance(obj, bool) else []
+
+
 def test_train_xor_under_the_launcher_writes_what_one_process_writes(xor_script_run):
     """2 processes x 2 devices: one workdir (process 0's), the same summary numbers, params and metrics, and
-    the progress printed once."""
+    the progress printed once. Bit for bit with the jax/jaxlib `make test` installs (the versions RESULTS.md
+    records); on another, XLA may vectorize a device's share of the runs differently from all of them
+    (float32 roundings): there they must agree to float32 rounding, and the difference is reported."""
     p = XOR_LAUNCHED.result()
     assert p.returncode == 0, p.stdout + p.stderr
     assert os.listdir(XOR_LAUNCHED.out) == ["script"]  # process 0 alone wrote; nothing temporary is left
     one, two = pathlib.Path(XOR.out) / "script", pathlib.Path(XOR_LAUNCHED.out) / "script"
     assert sorted(os.listdir(one)) == sorted(os.listdir(two))
-    assert (launches.without_timings(json.loads((two / "summary.json").read_text()))
-            == launches.without_timings(json.loads((one / "summary.json").read_text())))
-    assert (two / "metrics.jsonl").read_bytes() == (one / "metrics.jsonl").read_bytes()
-    a, b = np.load(one / "params.npz"), np.load(two / "params.npz")
-    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
     assert p.stdout.count("epoch    100/200") == 1  # printed by process 0 only
+    s1, s2 = (launches.without_timings(json.loads((d / "summary.json").read_text())) for d in (one, two))
+    m1, m2 = (((d / "metrics.jsonl").read_text()) for d in (one, two))
+    a, b = np.load(one / "params.npz"), np.load(two / "params.npz")
+    assert sorted(a) == sorted(b)
+    if s1 == s2 and m1 == m2 and all(np.array_equal(a[k], b[k]) for k in a):
+        return
+    versions = launches.recorded_versions()
+    if launches.installed_versions() == versions:
+        pytest.fail(f"not bit for bit on {versions}: summary {s1} vs {s2}")
+    rows1, rows2 = ([json.loads(line) for line in m.splitlines()] for m in (m1, m2))
+    for x, y in ((s1, s2), (rows1, rows2), *((a[k], b[k]) for k in a)):
+        xs, ys = (np.asarray(_numbers(v) if not isinstance(v, np.ndarray) else v, float) for v in (x, y))
+        np.testing.assert_allclose(xs, ys, rtol=1e-5, atol=1e-7)
+    worst = max(abs(u - v) / max(abs(u), 1e-30) for u, v in zip(_numbers(s1), _numbers(s2)))
+    pytest.skip(f"on {launches.installed_versions()} (not the recorded {versions}) 2 processes x 2 devices agree "
+                f"with one process to float32 rounding (summary, largest relative difference {worst:.1e}), not bit "
+                "for bit")
 
 
 def test_xor_study_under_the_launcher_gives_the_same_table():
