@@ -99,7 +99,7 @@ def test_train_xor_script_writes_a_complete_run(xor_script_run):
     assert json.loads((workdir / "config.json").read_text())["width"] == 4
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(20, 201, 20))
-    params = np.load(workdir / "params.npz")
+    params = _arrays(workdir / "params.npz")
     assert params["W1"].shape == (4, 2) and params["W2"].shape == (1, 4) and params["b2"].shape == (1,)
     assert os.listdir(XOR.out) == ["script"]  # the script left no temporary directory beside its workdir
     assert sorted(os.listdir(tmp)) == ["inprocess", "script"]  # nor did run_xor
@@ -113,7 +113,7 @@ def test_the_scripts_success_rate_is_the_libraries(xor_script_run):
     runs = make_train_runs(xor_config(**TINY), xor())
     res = runs.train(jax.random.key(0), runs.seed, runs.lr)
     assert summary["success_rate"] == np.mean(res.solved) and 0 < summary["success_rate"] < 1
-    p = np.load(tmp / "script" / "params.npz")
+    p = _arrays(tmp / "script" / "params.npz")
     X, y = xor()
     out = np.maximum(X @ p["W1"].T + p["b1"], 0) @ p["W2"].T + p["b2"]
     loss = 0.5 * np.mean(np.sum((out - y[:, None]) ** 2, axis=1))
@@ -127,10 +127,10 @@ def test_a_rerun_writes_identical_outputs(xor_script_run):
     _, tmp, summary, lines = xor_script_run
     assert XOR_AGAIN.result().returncode == 0, XOR_AGAIN.result().stderr
     first, again = pathlib.Path(XOR.out) / "script", pathlib.Path(XOR_AGAIN.out) / "script"
-    a, b = np.load(first / "params.npz"), np.load(again / "params.npz")
+    a, b = _arrays(first / "params.npz"), _arrays(again / "params.npz")
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
     assert (first / "metrics.jsonl").read_bytes() == (again / "metrics.jsonl").read_bytes()
-    c = np.load(tmp / "inprocess" / "params.npz")
+    c = _arrays(tmp / "inprocess" / "params.npz")
     assert sorted(a) == sorted(c) and all(np.allclose(a[k], c[k], rtol=1e-5, atol=1e-6) for k in a)
     assert any(line.startswith("compiled in") for line in lines)
 
@@ -140,6 +140,12 @@ def test_launched_scripts_run_with_jax_and_xla_defaults():
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == {"disable_most_optimizations": False, "enable_x64": False, "XLA_FLAGS": None,
                                     "jax_env": []}
+
+
+def _arrays(path) -> dict:
+    """Every array of an ``.npz`` file, read and the file closed."""
+    with np.load(path) as f:
+        return {k: f[k] for k in f}
 
 
 def _numbers(obj):
@@ -164,7 +170,7 @@ def test_train_xor_under_the_launcher_writes_what_one_process_writes(xor_script_
     assert p.stdout.count("epoch    100/200") == 1  # printed by process 0 only
     s1, s2 = (launches.without_timings(json.loads((d / "summary.json").read_text())) for d in (one, two))
     m1, m2 = (((d / "metrics.jsonl").read_text()) for d in (one, two))
-    a, b = np.load(one / "params.npz"), np.load(two / "params.npz")
+    a, b = _arrays(one / "params.npz"), _arrays(two / "params.npz")
     assert sorted(a) == sorted(b)
     if s1 == s2 and m1 == m2 and all(np.array_equal(a[k], b[k]) for k in a):
         return
@@ -198,7 +204,7 @@ def test_train_digits_script_reports_test_accuracy():
     assert summary["n_train"] + summary["n_test"] == 1797
     assert summary["test_accuracy_mean"] > 0.5  # far above chance (0.1) after three epochs
     assert {"loss_curves.png", "accuracy.png", "params.npz", "metrics.jsonl"} <= set(os.listdir(workdir))
-    assert np.load(workdir / "params.npz")["W2"].shape == (10, 16)
+    assert _arrays(workdir / "params.npz")["W2"].shape == (10, 16)
 
 
 def test_all_diverged_raises_after_writing(tmp_path):
