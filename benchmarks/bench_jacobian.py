@@ -73,8 +73,13 @@ def main() -> None:
         sec.intro = (f"f(x) = tanh(A x), float32, jitted and warmed up; best of {args.repeats} interleaved rounds of "
                      "10 calls for every route alike. Then `check_jacobian` as tests call it, on fresh lambdas.")
         rows, programs = bench_modes(args.repeats)
-        bench_checker(args.checks)
+        checker = bench_checker(args.checks)
         notes(sec, rows, programs)
+        (_, new, same), (_, new_c, same_c), (_, new_o, same_o) = checker
+        sec.note(f"The checker keeps no programs of its own: with jax's persistent compilation cache a check of a "
+                 f"structure seen before took {same_c:.3f} s against {same:.3f} s compiling it again "
+                 f"({same / same_c:.0f}× less), and {new_c:.2f} s for a new structure (op by op: {new_o:.2f} s "
+                 f"new, {same_o:.3f} s seen). The test suite runs with that cache on.")
 
 
 def bench_modes(repeats: int):
@@ -192,7 +197,7 @@ def checker_route(name: str, n: int) -> tuple[float, float]:
     return first, again
 
 
-def bench_checker(n: int) -> None:
+def bench_checker(n: int) -> list[tuple[str, float, float]]:
     rows = [("check_jacobian (jax.jit)", *checker_route("check", n))]
     with tempfile.TemporaryDirectory(prefix="bench-jacobian-xla-cache-") as cache:
         env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
@@ -206,6 +211,7 @@ def bench_checker(n: int) -> None:
     print(f"{'':>40} {'new structure':>14} {'same structure':>15}")
     for name, first, again in rows:
         print(f"{name:>40} {first:>13.3f}s {again:>14.4f}s")
+    return rows
 
 
 if __name__ == "__main__":
