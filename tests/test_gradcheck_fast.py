@@ -69,6 +69,7 @@ def test_fast_mode_passes_a_correct_relu_backprop_though_its_directions_cross_ki
     res = check_gradient(f, params, g, mode="fast")
     assert res.ok and res.mode == "fast", res.report()
     assert res.jacobians["hand"].shape == (1, 404) and "4 random directions" in res.notes[0]
+    assert not any("disagreed" in n for n in res.notes), res.notes  # no kink mistaken for a wrong entry
 
 
 def test_fast_mode_in_float32_passes_backprop_and_names_a_wrong_entry():
